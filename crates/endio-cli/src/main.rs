@@ -1,0 +1,3 @@
+//! The `endio` command.
+
+fn main() {}

@@ -1,0 +1,69 @@
+//! The one concurrency facade of the crate.
+//!
+//! Protocol code imports `Arc`, `Mutex`, `Condvar`, atomics, threads and
+//! thread-locals from here and nowhere else, so that the very same code runs
+//! under the [loom] model checker when built with `RUSTFLAGS="--cfg loom"`
+//! (see `ci/loom.sh`). Under loom, `park_timeout` is a plain `park`: loom has
+//! no time, and a timed park may always wake spuriously anyway, so the callers
+//! re-check their condition in a loop in both builds.
+//!
+//! The environment is injected here too: the current CPU comes from
+//! [`current_cpu`] and time from [`Instant`], never from `sched_getcpu()` or
+//! `std::time` called in protocol code.
+//!
+//! [loom]: https://docs.rs/loom
+
+#[cfg(not(loom))]
+mod imp {
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+    pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
+    pub(crate) use std::thread_local;
+
+    pub(crate) mod thread {
+        pub(crate) use std::thread::{
+            Builder, JoinHandle, Thread, current, park, park_timeout, yield_now,
+        };
+    }
+
+    /// The CPU the calling thread runs on right now.
+    #[inline]
+    pub(crate) fn current_cpu() -> usize {
+        crate::sys::current_cpu()
+    }
+}
+
+#[cfg(loom)]
+mod imp {
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+    pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};
+    pub(crate) use loom::thread_local;
+
+    pub(crate) mod thread {
+        pub(crate) use loom::thread::{Builder, JoinHandle, Thread, current, park, yield_now};
+
+        /// loom has no clock: a timed park is a park (callers loop anyway).
+        pub(crate) fn park_timeout(_timeout: std::time::Duration) {
+            park();
+        }
+    }
+
+    loom::thread_local! {
+        static CPU: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Under loom the "CPU" of a thread is whatever the test said it is.
+    pub(crate) fn current_cpu() -> usize {
+        CPU.with(|c| c.get())
+    }
+
+    /// Sets the simulated CPU of the calling loom thread.
+    #[allow(dead_code, unreachable_pub)]
+    pub fn set_current_cpu(cpu: usize) {
+        CPU.with(|c| c.set(cpu));
+    }
+}
+
+pub(crate) use imp::*;
+
+/// Monotonic time as the protocol sees it.
+pub(crate) use std::time::Instant;
