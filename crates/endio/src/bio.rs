@@ -262,9 +262,8 @@ impl Bio {
     pub(crate) unsafe fn from_raw(node: *mut Node) -> Bio {
         // SAFETY: by the contract, `node` is a leaked `Box<Node>` with a
         // handler that nobody else owns.
-        Bio {
-            node: unsafe { Box::from_raw(node) },
-        }
+        let node = unsafe { Box::from_raw(node) };
+        Bio { node }
     }
 }
 
@@ -437,7 +436,7 @@ impl Buf {
 
     /// Whether the buffer's start is a multiple of `align`.
     pub fn is_aligned_to(&self, align: usize) -> bool {
-        align.is_power_of_two() && (self.as_ptr() as usize) % align == 0
+        align.is_power_of_two() && (self.as_ptr() as usize).is_multiple_of(align)
     }
 
     /// Shortens the buffer to `len` bytes (no effect if it is shorter).

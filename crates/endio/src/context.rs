@@ -19,7 +19,7 @@
 use std::cell::Cell;
 use std::marker::PhantomData;
 
-use crate::sync::thread_local;
+use crate::sync::const_thread_local;
 
 /// How endio decides whether the calling thread is atomic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -30,7 +30,8 @@ pub enum ContextPolicy {
     Tracked,
     /// Every thread but endio's workers is atomic (`!CONFIG_PREEMPT_COUNT`):
     /// nothing can be proven preemptible, so every flagged completion outside
-    /// a worker is deferred.
+    /// a worker is deferred. Inside a worker, an explicit [`atomic()`]
+    /// section is still atomic.
     AlwaysAtomic,
 }
 
@@ -43,10 +44,9 @@ struct ThreadContext {
     task_worker: bool,
 }
 
-thread_local! {
-    static CONTEXT: Cell<ThreadContext> = const {
-        Cell::new(ThreadContext { atomic_depth: 0, task_worker: false })
-    };
+const_thread_local! {
+    static CONTEXT: Cell<ThreadContext> =
+        Cell::new(ThreadContext { atomic_depth: 0, task_worker: false });
 }
 
 /// Marks the calling thread atomic ("must not block") until the guard drops.
@@ -68,10 +68,9 @@ thread_local! {
 pub fn atomic() -> AtomicSection {
     CONTEXT.with(|c| {
         let mut ctx = c.get();
-        ctx.atomic_depth = ctx
-            .atomic_depth
-            .checked_add(1)
-            .expect("atomic sections nested 4 billion deep: an AtomicSection guard is leaked in a loop");
+        ctx.atomic_depth = ctx.atomic_depth.checked_add(1).expect(
+            "atomic sections nested 4 billion deep: an AtomicSection guard is leaked in a loop",
+        );
         c.set(ctx);
     });
     AtomicSection {
@@ -109,7 +108,7 @@ pub(crate) fn atomic_under(policy: ContextPolicy) -> bool {
         let ctx = c.get();
         match policy {
             ContextPolicy::Tracked => ctx.atomic_depth > 0,
-            ContextPolicy::AlwaysAtomic => !ctx.task_worker,
+            ContextPolicy::AlwaysAtomic => !ctx.task_worker || ctx.atomic_depth > 0,
         }
     })
 }
@@ -152,8 +151,9 @@ mod tests {
             become_task_worker();
             assert!(!atomic_under(ContextPolicy::AlwaysAtomic));
             let _a = atomic();
-            // An explicit section inside a worker is still atomic when tracked.
+            // An explicit section inside a worker is atomic under both.
             assert!(atomic_under(ContextPolicy::Tracked));
+            assert!(atomic_under(ContextPolicy::AlwaysAtomic));
         })
         .join()
         .unwrap();

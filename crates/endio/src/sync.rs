@@ -17,7 +17,15 @@
 mod imp {
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
     pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
-    pub(crate) use std::thread_local;
+
+    /// A thread-local with a `const` initializer (no lazy-init check on
+    /// access); under loom, loom's thread-local, which takes no `const`.
+    macro_rules! const_thread_local {
+        ($(#[$m:meta])* static $name:ident: $t:ty = $init:expr;) => {
+            std::thread_local! { $(#[$m])* static $name: $t = const { $init }; }
+        };
+    }
+    pub(crate) use const_thread_local;
 
     pub(crate) mod thread {
         pub(crate) use std::thread::{
@@ -36,7 +44,13 @@ mod imp {
 mod imp {
     pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
     pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};
-    pub(crate) use loom::thread_local;
+
+    macro_rules! const_thread_local {
+        ($(#[$m:meta])* static $name:ident: $t:ty = $init:expr;) => {
+            loom::thread_local! { $(#[$m])* static $name: $t = $init; }
+        };
+    }
+    pub(crate) use const_thread_local;
 
     pub(crate) mod thread {
         pub(crate) use loom::thread::{Builder, JoinHandle, Thread, current, park, yield_now};
@@ -47,8 +61,8 @@ mod imp {
         }
     }
 
-    loom::thread_local! {
-        static CPU: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    const_thread_local! {
+        static CPU: std::cell::Cell<usize> = std::cell::Cell::new(0);
     }
 
     /// Under loom the "CPU" of a thread is whatever the test said it is.

@@ -139,7 +139,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("possible"), "0-7\n").unwrap();
         std::fs::write(dir.join("online"), "0-2,5\n").unwrap();
-        assert_eq!(read_cpu_list(&root, "possible").unwrap(), (0..8).collect::<Vec<_>>());
+        assert_eq!(
+            read_cpu_list(&root, "possible").unwrap(),
+            (0..8).collect::<Vec<_>>()
+        );
         assert_eq!(read_cpu_list(&root, "online").unwrap(), vec![0, 1, 2, 5]);
         let missing = read_cpu_list(&root, "offline").unwrap_err().to_string();
         assert!(missing.contains("offline"), "{missing}");

@@ -65,6 +65,8 @@
 //! takes are appended behind it. So handlers of bios deferred on one CPU run in
 //! the order they were deferred.
 
+#[cfg(all(test, loom))]
+mod loom_tests;
 mod policy;
 mod queue;
 mod stats;
@@ -339,7 +341,6 @@ impl Shared {
             stats::add_shared(&per_cpu.hot.counters.deferred, 1);
             match per_cpu.hot.queue.push(bio) {
                 Pushed::WasEmpty => {
-                    stats::add_shared(&per_cpu.hot.counters.wakeups, 1);
                     if let Some(worker) = per_cpu.worker.get() {
                         worker.unpark();
                     }
@@ -347,7 +348,11 @@ impl Shared {
                 }
                 Pushed::NotEmpty => return cpu,
                 Pushed::Closed(back) => {
-                    per_cpu.hot.counters.deferred.fetch_sub(1, Ordering::Relaxed);
+                    per_cpu
+                        .hot
+                        .counters
+                        .deferred
+                        .fetch_sub(1, Ordering::Relaxed);
                     bio = back;
                     cpu = (cpu + 1) % self.cpus.len();
                     assert!(
@@ -493,6 +498,7 @@ fn worker_main(shared: Arc<Shared>, cpu: usize) {
             // Step 4.
             if per_cpu.hot.queue.is_empty() {
                 thread::park();
+                stats::add_single_writer(&per_cpu.drain_counters.wakeups, 1);
                 continue;
             }
             // Step 5.
@@ -599,7 +605,9 @@ pub enum BuildError {
         source: io::Error,
     },
     /// A worker thread could not be started.
-    #[error("cannot start the endio worker for CPU {cpu}: {source}; raise the thread limit (ulimit -u) or free memory")]
+    #[error(
+        "cannot start the endio worker for CPU {cpu}: {source}; raise the thread limit (ulimit -u) or free memory"
+    )]
     Spawn {
         /// The CPU the worker was for.
         cpu: usize,

@@ -35,6 +35,13 @@ impl Default for Batching {
 /// and it drains at once (the latency of [`Batching::Immediate`]); otherwise it
 /// waits until about `batch_target` bios have gathered, at most `delay_max`
 /// (the context switches of [`Batching::Fixed`]).
+///
+/// A high rate does not always mean company is coming: a submitter that waits
+/// for each completion before issuing the next (queue depth 1) completes at a
+/// high rate, yet a delay only stalls it. So when a delayed batch gathers fewer
+/// than `busy_min` bios, the delay was futile and the next wakeups drain at
+/// once; the number of such wakeups doubles with each futile delay in a row
+/// (up to 256) and resets when a delay pays off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Adaptive {
     /// The longest a first bio waits for company.
@@ -90,7 +97,9 @@ pub enum PanicPolicy {
 
 /// A batching policy that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("bad batching policy {0:?}: expected immediate, fixed:DURATION (e.g. fixed:1ms) or adaptive[:DELAY_MAX] (e.g. adaptive:50us)")]
+#[error(
+    "bad batching policy {0:?}: expected immediate, fixed:DURATION (e.g. fixed:1ms) or adaptive[:DELAY_MAX] (e.g. adaptive:50us)"
+)]
 pub struct ParseBatchingError(String);
 
 impl FromStr for Batching {
@@ -143,11 +152,11 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 
 fn format_duration(d: Duration) -> String {
     let ns = d.as_nanos();
-    if ns % 1_000_000_000 == 0 {
+    if ns.is_multiple_of(1_000_000_000) {
         format!("{}s", ns / 1_000_000_000)
-    } else if ns % 1_000_000 == 0 {
+    } else if ns.is_multiple_of(1_000_000) {
         format!("{}ms", ns / 1_000_000)
-    } else if ns % 1_000 == 0 {
+    } else if ns.is_multiple_of(1_000) {
         format!("{}us", ns / 1_000)
     } else {
         format!("{ns}ns")
@@ -165,7 +174,16 @@ pub(crate) struct Pacer {
     last: Option<Instant>,
     /// Handlers run since `last`.
     ran_since_last: u64,
+    /// The current wakeup was delayed; its batch tells whether that helped.
+    delayed: bool,
+    /// Wakeups still to drain at once after a futile delay.
+    skip: u32,
+    /// Length of the last skip run (doubles on each futile delay in a row).
+    backoff: u32,
 }
+
+/// The longest run of undelayed wakeups after futile delays.
+const BACKOFF_MAX: u32 = 256;
 
 impl Pacer {
     pub(crate) fn new(batching: Batching) -> Pacer {
@@ -174,12 +192,24 @@ impl Pacer {
             rate_per_s: 0.0,
             last: None,
             ran_since_last: 0,
+            delayed: false,
+            skip: 0,
+            backoff: 0,
         }
     }
 
     /// Records that a run completed `handlers` bios.
     pub(crate) fn ran(&mut self, handlers: u64) {
         self.ran_since_last += handlers;
+        if let (true, Batching::Adaptive(a)) = (self.delayed, self.batching) {
+            self.delayed = false;
+            if handlers < u64::from(a.busy_min) {
+                self.backoff = (self.backoff * 2).clamp(1, BACKOFF_MAX);
+                self.skip = self.backoff;
+            } else {
+                self.backoff = 0;
+            }
+        }
     }
 
     /// Called when the worker wakes up for a new batch at `now`: how long to
@@ -191,9 +221,13 @@ impl Pacer {
             Batching::Adaptive(a) => {
                 self.update_rate(now, a.window);
                 let expected = self.rate_per_s * a.delay_max.as_secs_f64();
-                if expected < f64::from(a.busy_min) {
+                if self.skip > 0 {
+                    self.skip -= 1;
+                    Duration::ZERO
+                } else if expected < f64::from(a.busy_min) {
                     Duration::ZERO
                 } else {
+                    self.delayed = true;
                     let to_target = f64::from(a.batch_target) / self.rate_per_s;
                     a.delay_max.min(Duration::from_secs_f64(to_target))
                 }
@@ -202,7 +236,7 @@ impl Pacer {
     }
 
     /// The current rate estimate (completions per second).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn rate_per_s(&self) -> f64 {
         self.rate_per_s
     }
@@ -236,7 +270,10 @@ mod tests {
 
     #[test]
     fn parses_policies() {
-        assert_eq!("immediate".parse::<Batching>().unwrap(), Batching::Immediate);
+        assert_eq!(
+            "immediate".parse::<Batching>().unwrap(),
+            Batching::Immediate
+        );
         assert_eq!(
             "fixed:1ms".parse::<Batching>().unwrap(),
             Batching::Fixed(Duration::from_millis(1))
@@ -246,7 +283,15 @@ mod tests {
             panic!()
         };
         assert_eq!(a.delay_max, Duration::from_micros(20));
-        for bad in ["", "fixed", "fixed:", "fixed:1", "fixed:1h", "lazy", "immediate:1ms"] {
+        for bad in [
+            "",
+            "fixed",
+            "fixed:",
+            "fixed:1",
+            "fixed:1h",
+            "lazy",
+            "immediate:1ms",
+        ] {
             let e = bad.parse::<Batching>().unwrap_err().to_string();
             assert!(e.contains("fixed:1ms"), "{e}");
         }
@@ -271,7 +316,10 @@ mod tests {
         // 10k completions per second, one per wakeup: 0.5 expected within
         // 50 µs, so no delay.
         let mut pacer = Pacer::new(Batching::Adaptive(a));
-        assert_eq!(drive(&mut pacer, start, Duration::from_micros(100), 50), Duration::ZERO);
+        assert_eq!(
+            drive(&mut pacer, start, Duration::from_micros(100), 50),
+            Duration::ZERO
+        );
         let rate = pacer.rate_per_s();
         assert!((9_000.0..11_000.0).contains(&rate), "{rate}");
 
@@ -283,7 +331,10 @@ mod tests {
             delay = pacer.delay_at_wakeup(start + Duration::from_micros(20) * i);
             pacer.ran(64);
         }
-        assert!(delay > Duration::from_micros(15) && delay <= a.delay_max, "{delay:?}");
+        assert!(
+            delay > Duration::from_micros(15) && delay <= a.delay_max,
+            "{delay:?}"
+        );
 
         // After an idle gap of a window the flood is forgotten at once.
         let later = start + Duration::from_millis(500);
@@ -291,9 +342,39 @@ mod tests {
     }
 
     #[test]
+    fn futile_delays_back_off() {
+        // Queue depth 1: one bio per wakeup, every 10 µs (100k/s), each
+        // issued only after the previous one completed, so a delay never
+        // gathers company.
+        let mut pacer = Pacer::new(Batching::default());
+        let start = Instant::now();
+        let mut delayed = 0;
+        for i in 1..=2000 {
+            if !pacer
+                .delay_at_wakeup(start + Duration::from_micros(10) * i)
+                .is_zero()
+            {
+                delayed += 1;
+            }
+            pacer.ran(1);
+        }
+        assert!(delayed <= 20, "{delayed} futile delays out of 2000 wakeups");
+
+        // When a delay does gather a batch, the backoff resets.
+        let mut pacer = Pacer::new(Batching::default());
+        pacer.delayed = true;
+        pacer.backoff = 64;
+        pacer.ran(64);
+        assert_eq!((pacer.backoff, pacer.skip), (0, 0));
+    }
+
+    #[test]
     fn immediate_and_fixed_are_constant() {
         let now = Instant::now();
-        assert_eq!(Pacer::new(Batching::Immediate).delay_at_wakeup(now), Duration::ZERO);
+        assert_eq!(
+            Pacer::new(Batching::Immediate).delay_at_wakeup(now),
+            Duration::ZERO
+        );
         let d = Duration::from_millis(1);
         assert_eq!(Pacer::new(Batching::Fixed(d)).delay_at_wakeup(now), d);
     }

@@ -133,7 +133,7 @@ impl Queue {
     }
 
     /// Whether the list is closed (a snapshot).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn is_closed(&self) -> bool {
         self.head.load(Ordering::Relaxed) == closed()
     }

@@ -23,7 +23,9 @@ pub struct Stats {
     /// Runs that ended because the budget was spent (the worker requeued
     /// itself and yielded).
     pub requeues: u64,
-    /// Worker wakeups by producers (one per empty→non-empty transition).
+    /// Times the worker parked for lack of work and was woken again (each at
+    /// most one sleep and wakeup; a producer wakes it on the empty→non-empty
+    /// transition only).
     pub wakeups: u64,
     /// Handlers that panicked (contained).
     pub panics: u64,
@@ -90,11 +92,11 @@ pub struct StatsSnapshot {
 pub(crate) struct ProducerCounters {
     pub(crate) deferred: AtomicU64,
     pub(crate) inline: AtomicU64,
-    pub(crate) wakeups: AtomicU64,
     pub(crate) panics: AtomicU64,
 }
 
-/// Counters written by the holder of the CPU's drain token only.
+/// Counters written by the holder of the CPU's drain token only (and
+/// `wakeups`, by the worker only).
 #[derive(Debug, Default)]
 pub(crate) struct DrainCounters {
     pub(crate) handlers: AtomicU64,
@@ -104,6 +106,8 @@ pub(crate) struct DrainCounters {
     pub(crate) run_len_max: AtomicU64,
     pub(crate) run_ns_max: AtomicU64,
     pub(crate) handler_ns_max: AtomicU64,
+    /// Written by the worker thread alone.
+    pub(crate) wakeups: AtomicU64,
 }
 
 /// Adds to a counter that has a single writer at a time (no read-modify-write
@@ -134,7 +138,7 @@ pub(crate) fn snapshot(producer: &ProducerCounters, drain: &DrainCounters) -> St
     Stats {
         deferred: r(&producer.deferred),
         inline: r(&producer.inline),
-        wakeups: r(&producer.wakeups),
+        wakeups: r(&drain.wakeups),
         panics: r(&producer.panics),
         handlers,
         batches: r(&drain.batches),

@@ -1,0 +1,607 @@
+//! `endio stress`: completes many no-op bios from atomic context on every
+//! CPU and checks that every handler ran exactly once.
+//!
+//! 1. A [`Completer`] is built with the chosen batching policy.
+//! 2. For each CPU that has a worker, `--producers-per-cpu` producer threads
+//!    are pinned to it. The bio ids `0..bios` are split into one contiguous
+//!    range per producer.
+//! 3. A producer completes its bios one by one, each a [`Bio::nop`] flagged
+//!    [`BioFlags::COMPLETE_IN_TASK`], inside an atomic section, so every one
+//!    is deferred to the CPU's worker. Before each it waits (yielding, outside
+//!    the atomic section) while `--inflight` of its bios are still
+//!    outstanding, which bounds memory.
+//! 4. A handler bumps its bio's slot in a shared array of counters and the
+//!    completion count of its producer; the first and the last completion of a
+//!    producer note the time.
+//! 5. Once the producers are done, the completer is given a bounded time to
+//!    go idle; then every slot must read exactly 1. A slot at 0 is a lost
+//!    completion, one above 1 a duplicated one.
+
+use std::io::{self, Write};
+use std::ops::Range;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use endio::{Batching, Bio, BioFlags, Completer, CpuStats, Stats, StatsSnapshot, context};
+use serde::Serialize;
+
+use crate::rusage::{self, Usage};
+
+/// How long the completer may take to run the last deferred handlers, and how
+/// long a producer waits for room before it gives up.
+const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The most bios one run can check: the check keeps one byte per bio.
+const BIOS_MAX: u64 = 1_000_000_000;
+
+/// Options of `endio stress`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StressArgs {
+    /// Total number of bios to complete, over all producers (e.g. 10000000
+    /// or 10_000_000).
+    #[arg(long, default_value = "10_000_000", value_parser = parse_count)]
+    bios: u64,
+
+    /// Batching policy of the workers: immediate, fixed:DURATION (e.g.
+    /// fixed:1ms) or adaptive[:DELAY_MAX] (e.g. adaptive:50us).
+    #[arg(long, default_value = "adaptive", value_parser = Batching::from_str)]
+    policy: Batching,
+
+    /// Producer threads pinned to each CPU that has a worker.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    producers_per_cpu: u32,
+
+    /// The most bios one producer has outstanding (deferred, handler not yet
+    /// run); bounds memory.
+    #[arg(long, default_value = "65536", value_parser = parse_count)]
+    inflight: u64,
+
+    /// Print one JSON object instead of the report.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Parses a positive count written with or without `_` separators.
+fn parse_count(s: &str) -> Result<u64, String> {
+    let digits: String = s.chars().filter(|&c| c != '_').collect();
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a count; write digits, e.g. 10000000 or 10_000_000"))?;
+    if n == 0 {
+        return Err("a count of 0 does nothing; give at least 1".to_owned());
+    }
+    Ok(n)
+}
+
+/// Runs `endio stress`: prints the report (or JSON) and fails if any
+/// completion was lost or duplicated or the completer did not go idle.
+pub(crate) fn run(args: &StressArgs) -> anyhow::Result<()> {
+    if args.bios > BIOS_MAX {
+        bail!(
+            "--bios {} is more than the {BIOS_MAX} one run can check (one byte of memory per bio); \
+             give a smaller --bios",
+            args.bios
+        );
+    }
+    let completer = Completer::builder()
+        .batching(args.policy)
+        .build()
+        .context("cannot start the endio completer")?;
+    let outcome = stress(&completer, args)?;
+    let mut stdout = io::stdout().lock();
+    let written = if args.json {
+        serde_json::to_writer(&mut stdout, &outcome.json())
+            .map_err(io::Error::from)
+            .and_then(|()| writeln!(stdout))
+    } else {
+        write_report(&mut stdout, &outcome)
+    };
+    match written.and_then(|()| stdout.flush()) {
+        // A reader that stopped early (`| head -1`) is not an error of ours.
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            return Err(e).context("cannot write the stress report to standard output");
+        }
+        _ => {}
+    }
+    outcome.verdict()
+}
+
+/// One producer's share of the work and what its handlers recorded.
+///
+/// Aligned to its own cache lines: the producer and the worker of its CPU
+/// both touch `completed`, nobody else should.
+#[repr(align(128))]
+#[derive(Debug)]
+struct Producer {
+    /// The ids of this producer's bios.
+    ids: Range<usize>,
+    /// One completion counter per bio id, shared by all producers.
+    seen: Arc<[AtomicU8]>,
+    /// Handlers of this producer's bios that have run.
+    completed: AtomicU64,
+    /// When the first handler ran, nanoseconds after `clock`.
+    first_ns: AtomicU64,
+    /// When the handler that completed the range ran, nanoseconds after
+    /// `clock`.
+    last_ns: AtomicU64,
+    /// The common time origin.
+    clock: Instant,
+}
+
+/// Timestamp value meaning "not yet".
+const NOT_YET: u64 = u64::MAX;
+
+impl Producer {
+    fn new(ids: Range<usize>, seen: Arc<[AtomicU8]>, clock: Instant) -> Producer {
+        Producer {
+            ids,
+            seen,
+            completed: AtomicU64::new(0),
+            first_ns: AtomicU64::new(NOT_YET),
+            last_ns: AtomicU64::new(NOT_YET),
+            clock,
+        }
+    }
+
+    /// The number of bios this producer completes.
+    fn len(&self) -> u64 {
+        self.ids.len() as u64
+    }
+
+    /// The handler of bio `id`.
+    fn complete(&self, id: usize) {
+        self.seen[id].fetch_add(1, Relaxed);
+        let before = self.completed.fetch_add(1, Relaxed);
+        if before == 0 {
+            self.first_ns.store(self.elapsed_ns(), Relaxed);
+        }
+        if before + 1 == self.len() {
+            self.last_ns.store(self.elapsed_ns(), Relaxed);
+        }
+    }
+
+    fn elapsed_ns(&self) -> u64 {
+        u64::try_from(self.clock.elapsed().as_nanos()).unwrap_or(NOT_YET - 1)
+    }
+
+    /// Bios completed by this producer whose handler has not run.
+    fn outstanding(&self, issued: u64) -> u64 {
+        issued.saturating_sub(self.completed.load(Relaxed))
+    }
+
+    /// Waits, yielding, until fewer than `inflight` bios are outstanding;
+    /// `false` if no handler ran for [`STALL_TIMEOUT`].
+    fn wait_for_room(&self, issued: u64, inflight: u64) -> bool {
+        let mut deadline = None;
+        while self.outstanding(issued) >= inflight {
+            let now = Instant::now();
+            if now >= *deadline.get_or_insert(now + STALL_TIMEOUT) {
+                return false;
+            }
+            thread::yield_now();
+        }
+        true
+    }
+}
+
+/// The producer thread: pins itself to `cpu`, then completes its bios from
+/// atomic context. Returns `false` if it gave up because its bios stopped
+/// completing.
+fn produce(completer: &Completer, producer: &Arc<Producer>, cpu: usize, inflight: u64) -> bool {
+    if let Err(e) = endio::sys::pin_current_thread(cpu) {
+        eprintln!(
+            "endio stress: warning: a producer cannot pin itself to CPU {cpu} ({e}); it runs unpinned"
+        );
+    }
+    for (issued, id) in (0_u64..).zip(producer.ids.clone()) {
+        if !producer.wait_for_room(issued, inflight) {
+            return false;
+        }
+        let handler_producer = Arc::clone(producer);
+        let bio = Bio::nop(move |_ended| handler_producer.complete(id))
+            .with_flags(BioFlags::COMPLETE_IN_TASK);
+        {
+            let _atomic = context::atomic();
+            completer.endio(bio);
+        }
+    }
+    true
+}
+
+/// The id range of producer `index` of `producers` when `bios` are split
+/// evenly.
+fn share(bios: usize, producers: usize, index: usize) -> Range<usize> {
+    let at = |i: usize| {
+        let n = bios as u128 * i as u128 / producers as u128;
+        usize::try_from(n).unwrap_or(bios)
+    };
+    at(index)..at(index + 1)
+}
+
+/// What a stress run measured.
+#[derive(Debug)]
+struct Outcome {
+    policy: Batching,
+    bios: u64,
+    cpus: usize,
+    producers_per_cpu: u32,
+    inflight: u64,
+    /// Handlers that ran, counted by the handlers themselves.
+    completions: u64,
+    /// From the first to the last completion.
+    seconds: f64,
+    /// Of the whole process, from before the producers start until idle.
+    usage: Usage,
+    lost: u64,
+    duplicated: u64,
+    /// The completer went idle within [`STALL_TIMEOUT`].
+    idle: bool,
+    /// Producers that gave up waiting for their bios to complete.
+    stalled_producers: usize,
+    stats: StatsSnapshot,
+}
+
+/// Runs the producers on `completer` and collects the outcome.
+fn stress(completer: &Completer, args: &StressArgs) -> anyhow::Result<Outcome> {
+    let bios = usize::try_from(args.bios).context("--bios does not fit in memory here")?;
+    let cpus = completer.worker_cpus().to_vec();
+    let per_cpu = args.producers_per_cpu as usize;
+    let count = cpus.len() * per_cpu;
+    let seen: Arc<[AtomicU8]> = (0..bios).map(|_| AtomicU8::new(0)).collect();
+    let clock = Instant::now();
+    let producers: Vec<Arc<Producer>> = (0..count)
+        .map(|i| {
+            Arc::new(Producer::new(
+                share(bios, count, i),
+                Arc::clone(&seen),
+                clock,
+            ))
+        })
+        .collect();
+
+    let before = rusage::now()?;
+    let stalled_producers = run_producers(completer, &producers, &cpus, per_cpu, args.inflight)?;
+    let idle = completer.wait_idle(STALL_TIMEOUT);
+    let usage = rusage::now()?.since(&before);
+    let stats = completer.stats();
+    let (lost, duplicated) = check(&seen);
+
+    Ok(Outcome {
+        policy: args.policy,
+        bios: args.bios,
+        cpus: cpus.len(),
+        producers_per_cpu: args.producers_per_cpu,
+        inflight: args.inflight,
+        completions: producers.iter().map(|p| p.completed.load(Relaxed)).sum(),
+        seconds: span_seconds(&producers),
+        usage,
+        lost,
+        duplicated,
+        idle,
+        stalled_producers,
+        stats,
+    })
+}
+
+/// Starts producer `i` pinned to `cpus[i / per_cpu]` and waits for all of
+/// them; returns how many gave up.
+fn run_producers(
+    completer: &Completer,
+    producers: &[Arc<Producer>],
+    cpus: &[usize],
+    per_cpu: usize,
+    inflight: u64,
+) -> anyhow::Result<usize> {
+    thread::scope(|scope| {
+        let mut handles = Vec::with_capacity(producers.len());
+        for (i, producer) in producers.iter().enumerate() {
+            let cpu = cpus[i / per_cpu];
+            let handle = thread::Builder::new()
+                .name(format!("endio-stress/{cpu}.{}", i % per_cpu))
+                .spawn_scoped(scope, move || produce(completer, producer, cpu, inflight))
+                .with_context(|| {
+                    format!("cannot start a producer thread for CPU {cpu}; raise the thread limit (ulimit -u) or give a smaller --producers-per-cpu")
+                })?;
+            handles.push(handle);
+        }
+        let mut stalled = 0;
+        for handle in handles {
+            match handle.join() {
+                Ok(true) => {}
+                Ok(false) => stalled += 1,
+                Err(_) => bail!("a producer thread panicked"),
+            }
+        }
+        Ok(stalled)
+    })
+}
+
+/// Counts the ids whose handler never ran and those whose handler ran more
+/// than once.
+fn check(seen: &[AtomicU8]) -> (u64, u64) {
+    let mut lost = 0;
+    let mut duplicated = 0;
+    for slot in seen {
+        match slot.load(Relaxed) {
+            0 => lost += 1,
+            1 => {}
+            _ => duplicated += 1,
+        }
+    }
+    (lost, duplicated)
+}
+
+/// Seconds from the first completion of any producer to the last completion
+/// of all; 0 if nothing completed.
+fn span_seconds(producers: &[Arc<Producer>]) -> f64 {
+    let first = producers
+        .iter()
+        .map(|p| p.first_ns.load(Relaxed))
+        .filter(|&t| t != NOT_YET)
+        .min();
+    let last = producers
+        .iter()
+        .map(|p| p.last_ns.load(Relaxed))
+        .filter(|&t| t != NOT_YET)
+        .max();
+    match (first, last) {
+        (Some(first), Some(last)) => last.saturating_sub(first) as f64 / 1e9,
+        _ => 0.0,
+    }
+}
+
+impl Outcome {
+    fn completions_per_s(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.completions as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+
+    fn ctx_switches_per_completion(&self) -> f64 {
+        if self.completions > 0 {
+            self.usage.ctx_switches() as f64 / self.completions as f64
+        } else {
+            0.0
+        }
+    }
+
+    /// `Ok` if every handler ran exactly once and the completer went idle.
+    fn verdict(&self) -> anyhow::Result<()> {
+        if self.lost == 0 && self.duplicated == 0 && self.idle && self.stalled_producers == 0 {
+            return Ok(());
+        }
+        let mut message = format!(
+            "stress failed: lost={} duplicated={} of {} bios (policy {})",
+            self.lost, self.duplicated, self.bios, self.policy
+        );
+        if !self.idle {
+            message += &format!(
+                "; the completer did not go idle within {} s, {} deferred bios still queued",
+                STALL_TIMEOUT.as_secs(),
+                self.stats.total.queued()
+            );
+        }
+        if self.stalled_producers > 0 {
+            message += &format!(
+                "; {} producers gave up after no handler ran for {} s",
+                self.stalled_producers,
+                STALL_TIMEOUT.as_secs()
+            );
+        }
+        bail!(message)
+    }
+
+    fn json(&self) -> JsonReport<'_> {
+        JsonReport {
+            policy: self.policy.to_string(),
+            bios: self.bios,
+            cpus: self.cpus,
+            producers_per_cpu: self.producers_per_cpu,
+            inflight: self.inflight,
+            seconds: self.seconds,
+            completions_per_s: self.completions_per_s(),
+            ctx_switches_voluntary: self.usage.voluntary_ctx_switches,
+            ctx_switches_involuntary: self.usage.involuntary_ctx_switches,
+            ctx_switches_per_completion: self.ctx_switches_per_completion(),
+            lost: self.lost,
+            duplicated: self.duplicated,
+            timed_out: !self.idle,
+            stats: JsonStats {
+                total: JsonTotal {
+                    stats: &self.stats.total,
+                    batch_len_mean: self.stats.total.batch_len_mean(),
+                },
+                per_cpu: &self.stats.per_cpu,
+            },
+        }
+    }
+}
+
+/// The `--json` output.
+#[derive(Debug, Serialize)]
+struct JsonReport<'a> {
+    policy: String,
+    bios: u64,
+    cpus: usize,
+    producers_per_cpu: u32,
+    inflight: u64,
+    seconds: f64,
+    completions_per_s: f64,
+    ctx_switches_voluntary: u64,
+    ctx_switches_involuntary: u64,
+    ctx_switches_per_completion: f64,
+    lost: u64,
+    duplicated: u64,
+    timed_out: bool,
+    stats: JsonStats<'a>,
+}
+
+/// A [`StatsSnapshot`] with the mean batch length of the total.
+#[derive(Debug, Serialize)]
+struct JsonStats<'a> {
+    total: JsonTotal<'a>,
+    per_cpu: &'a [CpuStats],
+}
+
+/// [`Stats`] plus [`Stats::batch_len_mean`].
+#[derive(Debug, Serialize)]
+struct JsonTotal<'a> {
+    #[serde(flatten)]
+    stats: &'a Stats,
+    batch_len_mean: f64,
+}
+
+/// Writes the human report; the first line is `lost=N duplicated=N`.
+fn write_report(w: &mut impl Write, o: &Outcome) -> io::Result<()> {
+    let t = &o.stats.total;
+    writeln!(w, "lost={} duplicated={}", o.lost, o.duplicated)?;
+    writeln!(w, "policy         {}", o.policy)?;
+    writeln!(
+        w,
+        "bios           {} ({} CPUs, {} producers per CPU, at most {} in flight per producer)",
+        o.bios, o.cpus, o.producers_per_cpu, o.inflight
+    )?;
+    writeln!(w, "seconds        {:.3}", o.seconds)?;
+    writeln!(w, "completions/s  {}", format_rate(o.completions_per_s()))?;
+    writeln!(
+        w,
+        "ctx switches   {:.4} per completion ({} voluntary, {} involuntary)",
+        o.ctx_switches_per_completion(),
+        o.usage.voluntary_ctx_switches,
+        o.usage.involuntary_ctx_switches
+    )?;
+    writeln!(w, "deferred       {}", t.deferred)?;
+    writeln!(w, "inline         {}", t.inline)?;
+    writeln!(w, "handlers       {}", t.handlers)?;
+    writeln!(w, "batches        {}", t.batches)?;
+    writeln!(w, "mean batch     {:.1}", t.batch_len_mean())?;
+    writeln!(w, "batch_len_max  {}", t.batch_len_max)?;
+    writeln!(w, "requeues       {}", t.requeues)?;
+    writeln!(w, "wakeups        {}", t.wakeups)?;
+    writeln!(w, "panics         {}", t.panics)?;
+    writeln!(w, "run_len_max    {}", t.run_len_max)?;
+    writeln!(w, "run_ns_max     {}", t.run_ns_max)?;
+    for cpu in &o.stats.per_cpu {
+        writeln!(w, "{}", format_cpu(cpu))?;
+    }
+    Ok(())
+}
+
+/// One line of per-CPU counters.
+fn format_cpu(cpu: &CpuStats) -> String {
+    let s = &cpu.stats;
+    format!(
+        "cpu {}: deferred={} inline={} handlers={} batches={} mean_batch={:.1} batch_len_max={} \
+         requeues={} wakeups={} panics={} run_len_max={} run_ns_max={}",
+        cpu.cpu,
+        s.deferred,
+        s.inline,
+        s.handlers,
+        s.batches,
+        s.batch_len_mean(),
+        s.batch_len_max,
+        s.requeues,
+        s.wakeups,
+        s.panics,
+        s.run_len_max,
+        s.run_ns_max
+    )
+}
+
+/// `3.21 M/s`, `812.50 k/s` or `42 /s`.
+fn format_rate(per_s: f64) -> String {
+    if per_s >= 1e6 {
+        format!("{:.2} M/s", per_s / 1e6)
+    } else if per_s >= 1e3 {
+        format!("{:.2} k/s", per_s / 1e3)
+    } else {
+        format!("{per_s:.0} /s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_accept_underscores_and_reject_the_rest() {
+        assert_eq!(parse_count("10_000_000"), Ok(10_000_000));
+        assert_eq!(parse_count("65536"), Ok(65536));
+        for bad in ["", "_", "0", "ten", "-1", "1e6", "1.5"] {
+            assert!(parse_count(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn shares_cover_every_id_once() {
+        for (bios, producers) in [(10, 3), (2, 4), (1_000_003, 8), (7, 7)] {
+            let mut next = 0;
+            for i in 0..producers {
+                let r = share(bios, producers, i);
+                assert_eq!(r.start, next);
+                next = r.end;
+            }
+            assert_eq!(next, bios);
+        }
+    }
+
+    #[test]
+    fn check_counts_lost_and_duplicated() {
+        let seen: Vec<AtomicU8> = [1, 0, 2, 1, 3, 0].into_iter().map(AtomicU8::new).collect();
+        assert_eq!(check(&seen), (2, 2));
+    }
+
+    fn outcome(lost: u64, duplicated: u64, idle: bool) -> Outcome {
+        Outcome {
+            policy: Batching::Immediate,
+            bios: 10,
+            cpus: 1,
+            producers_per_cpu: 1,
+            inflight: 1,
+            completions: 10 - lost + duplicated,
+            seconds: 1.0,
+            usage: Usage::default(),
+            lost,
+            duplicated,
+            idle,
+            stalled_producers: 0,
+            stats: StatsSnapshot {
+                total: Stats::default(),
+                per_cpu: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn verdict_names_the_counts() {
+        assert!(outcome(0, 0, true).verdict().is_ok());
+        let e = outcome(2, 0, true).verdict().unwrap_err().to_string();
+        assert!(e.contains("lost=2 duplicated=0"), "{e}");
+        let e = outcome(0, 1, true).verdict().unwrap_err().to_string();
+        assert!(e.contains("lost=0 duplicated=1"), "{e}");
+        let e = outcome(0, 0, false).verdict().unwrap_err().to_string();
+        assert!(e.contains("did not go idle"), "{e}");
+    }
+
+    #[test]
+    fn report_starts_with_the_verdict_counts() {
+        let mut out = Vec::new();
+        write_report(&mut out, &outcome(3, 1, true)).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().next(), Some("lost=3 duplicated=1"));
+        assert!(text.contains("completions/s  8 /s"), "{text}");
+    }
+
+    #[test]
+    fn rates_are_scaled() {
+        assert_eq!(format_rate(3_210_000.0), "3.21 M/s");
+        assert_eq!(format_rate(812_500.0), "812.50 k/s");
+        assert_eq!(format_rate(42.0), "42 /s");
+    }
+}
