@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace: unit, integration and doc tests, then the
-# loom model checks. Needs nothing but the Rust toolchain; tests that need root
+# loom model checks of the lock-free core and the shuttle randomized schedule
+# tests of the lifecycle. Needs nothing but the Rust toolchain; tests that need root
 # or a kernel feature say why they skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace --release
 bash ci/loom.sh
+bash ci/shuttle.sh

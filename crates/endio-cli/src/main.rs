@@ -3,6 +3,7 @@
 //! One subcommand per job; each lives in its own module with a clap `Args`
 //! struct and a `run` function, and `main` only parses and dispatches.
 
+mod faults;
 mod rusage;
 mod stress;
 
@@ -27,17 +28,22 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
     // The library reports through `tracing` (contained handler panics, a
     // worker that cannot pin itself); show warnings and errors on stderr,
     // more with RUST_LOG=endio=debug.
+    #[allow(unreachable_patterns)]
+    let directives = match &cli.command {
+        Command::Stress(args) => args.log_directives(),
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(directives)),
         )
         .init();
-    let cli = Cli::parse();
     match cli.command {
         Command::Stress(args) => stress::run(&args),
     }

@@ -19,6 +19,7 @@
 
 use std::io::{self, Write};
 use std::ops::Range;
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
@@ -29,6 +30,7 @@ use anyhow::{Context as _, bail};
 use endio::{Batching, Bio, BioFlags, Completer, CpuStats, Stats, StatsSnapshot, context};
 use serde::Serialize;
 
+use crate::faults::{self, Churn, HandlerFaults, Transitions};
 use crate::rusage::{self, Usage};
 
 /// How long the completer may take to run the last deferred handlers, and how
@@ -63,6 +65,77 @@ pub(crate) struct StressArgs {
     /// Print one JSON object instead of the report.
     #[arg(long)]
     json: bool,
+
+    /// Drive the lifecycle through the API while the producers run: every
+    /// few ms a random CPU goes offline (down_prep + dead), has an offline
+    /// rolled back (down_prep + online), or comes back online.
+    #[arg(long)]
+    hotplug_churn: bool,
+
+    /// Take real CPUs of this machine offline and back every 0.2 s, forcing
+    /// a rolled-back offline every third time (root only; every CPU is
+    /// brought back online at the end, also on failure).
+    #[arg(long)]
+    real_hotplug: bool,
+
+    /// Fraction of handlers that panic (after counting themselves), e.g.
+    /// 0.001.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    panics: f64,
+
+    /// Fraction of handlers that sleep past the stall timeout, e.g. 0.0001.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    stalls: f64,
+
+    /// The completer's stall timeout (rescue after a handler runs this
+    /// long), e.g. 20ms.
+    #[arg(long, default_value = "20ms", value_parser = parse_timeout)]
+    stall_timeout: Duration,
+
+    /// Seed of the fault decisions and the churn.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// Parses a probability in [0, 1].
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!(
+            "{s:?} is not a fraction; give a number from 0 to 1, e.g. 0.001"
+        )),
+    }
+}
+
+/// Parses a non-zero duration such as `20ms`.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match endio::task::parse_duration(s) {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!(
+            "{s:?} is not a duration; write e.g. 20ms, 500us or 1s"
+        )),
+    }
+}
+
+impl StressArgs {
+    fn handler_faults(&self) -> HandlerFaults {
+        HandlerFaults {
+            panic_p: self.panics,
+            stall_p: self.stalls,
+            stall: self.stall_timeout * 3 / 2,
+            seed: self.seed,
+        }
+    }
+
+    /// Tracing directives: with injected panics, the library's report of
+    /// each contained panic is silenced (they are counted in the stats).
+    pub(crate) fn log_directives(&self) -> &'static str {
+        if self.panics > 0.0 {
+            "warn,endio::task::protocol=off"
+        } else {
+            "warn"
+        }
+    }
 }
 
 /// Parses a positive count written with or without `_` separators.
@@ -87,8 +160,12 @@ pub(crate) fn run(args: &StressArgs) -> anyhow::Result<()> {
             args.bios
         );
     }
+    if args.handler_faults().any() {
+        faults::quiet_injected_panics();
+    }
     let completer = Completer::builder()
         .batching(args.policy)
+        .stall_timeout(Some(args.stall_timeout))
         .build()
         .context("cannot start the endio completer")?;
     let outcome = stress(&completer, args)?;
@@ -130,13 +207,20 @@ struct Producer {
     last_ns: AtomicU64,
     /// The common time origin.
     clock: Instant,
+    /// Panics and stalls to inject.
+    faults: HandlerFaults,
 }
 
 /// Timestamp value meaning "not yet".
 const NOT_YET: u64 = u64::MAX;
 
 impl Producer {
-    fn new(ids: Range<usize>, seen: Arc<[AtomicU8]>, clock: Instant) -> Producer {
+    fn new(
+        ids: Range<usize>,
+        seen: Arc<[AtomicU8]>,
+        clock: Instant,
+        faults: HandlerFaults,
+    ) -> Producer {
         Producer {
             ids,
             seen,
@@ -144,6 +228,7 @@ impl Producer {
             first_ns: AtomicU64::new(NOT_YET),
             last_ns: AtomicU64::new(NOT_YET),
             clock,
+            faults,
         }
     }
 
@@ -202,8 +287,11 @@ fn produce(completer: &Completer, producer: &Arc<Producer>, cpu: usize, inflight
             return false;
         }
         let handler_producer = Arc::clone(producer);
-        let bio = Bio::nop(move |_ended| handler_producer.complete(id))
-            .with_flags(BioFlags::COMPLETE_IN_TASK);
+        let bio = Bio::nop(move |_ended| {
+            handler_producer.complete(id);
+            handler_producer.faults.inject(id as u64);
+        })
+        .with_flags(BioFlags::COMPLETE_IN_TASK);
         {
             let _atomic = context::atomic();
             completer.endio(bio);
@@ -243,12 +331,13 @@ struct Outcome {
     /// Producers that gave up waiting for their bios to complete.
     stalled_producers: usize,
     stats: StatsSnapshot,
+    faults: Faults,
 }
 
 /// Runs the producers on `completer` and collects the outcome.
 fn stress(completer: &Completer, args: &StressArgs) -> anyhow::Result<Outcome> {
     let bios = usize::try_from(args.bios).context("--bios does not fit in memory here")?;
-    let cpus = completer.worker_cpus().to_vec();
+    let cpus = completer.online_cpus().to_vec();
     let per_cpu = args.producers_per_cpu as usize;
     let count = cpus.len() * per_cpu;
     let seen: Arc<[AtomicU8]> = (0..bios).map(|_| AtomicU8::new(0)).collect();
@@ -259,12 +348,28 @@ fn stress(completer: &Completer, args: &StressArgs) -> anyhow::Result<Outcome> {
                 share(bios, count, i),
                 Arc::clone(&seen),
                 clock,
+                args.handler_faults(),
             ))
         })
         .collect();
 
     let before = rusage::now()?;
+    let api_churn = args
+        .hotplug_churn
+        .then(|| Churn::api(completer, args.seed))
+        .transpose()?;
+    let real_churn = args
+        .real_hotplug
+        .then(|| Churn::real(Path::new("/sys")))
+        .transpose()?;
     let stalled_producers = run_producers(completer, &producers, &cpus, per_cpu, args.inflight)?;
+    // Every CPU is online again once the churn stopped: the liveness phase.
+    let api_churn = api_churn.map(Churn::stop).transpose()?;
+    let real_churn = real_churn.map(Churn::stop).transpose()?;
+    if real_churn.is_some() {
+        // Let the watcher see the last transition back online.
+        thread::sleep(Duration::from_millis(200));
+    }
     let idle = completer.wait_idle(STALL_TIMEOUT);
     let usage = rusage::now()?.since(&before);
     let stats = completer.stats();
@@ -284,7 +389,26 @@ fn stress(completer: &Completer, args: &StressArgs) -> anyhow::Result<Outcome> {
         idle,
         stalled_producers,
         stats,
+        faults: Faults {
+            panics: args.panics,
+            stalls: args.stalls,
+            stall_timeout_ms: args.stall_timeout.as_secs_f64() * 1e3,
+            seed: args.seed,
+            hotplug_churn: api_churn,
+            real_hotplug: real_churn,
+        },
     })
+}
+
+/// The faults a run injected and the transitions its churn threads made.
+#[derive(Debug, Serialize)]
+struct Faults {
+    panics: f64,
+    stalls: f64,
+    stall_timeout_ms: f64,
+    seed: u64,
+    hotplug_churn: Option<Transitions>,
+    real_hotplug: Option<Transitions>,
 }
 
 /// Starts producer `i` pinned to `cpus[i / per_cpu]` and waits for all of
@@ -412,6 +536,7 @@ impl Outcome {
             lost: self.lost,
             duplicated: self.duplicated,
             timed_out: !self.idle,
+            faults: &self.faults,
             stats: JsonStats {
                 total: JsonTotal {
                     stats: &self.stats.total,
@@ -439,6 +564,7 @@ struct JsonReport<'a> {
     lost: u64,
     duplicated: u64,
     timed_out: bool,
+    faults: &'a Faults,
     stats: JsonStats<'a>,
 }
 
@@ -487,6 +613,43 @@ fn write_report(w: &mut impl Write, o: &Outcome) -> io::Result<()> {
     writeln!(w, "panics         {}", t.panics)?;
     writeln!(w, "run_len_max    {}", t.run_len_max)?;
     writeln!(w, "run_ns_max     {}", t.run_ns_max)?;
+    writeln!(
+        w,
+        "lifecycle      onlines={} down_preps={} deads={} rollbacks={} requeued_on_online={} drained={} redirected={} repins={}",
+        t.onlines,
+        t.down_preps,
+        t.deads,
+        t.rollbacks,
+        t.requeued_on_online,
+        t.drained,
+        t.redirected,
+        t.repins
+    )?;
+    writeln!(
+        w,
+        "rescue         rescues={} rescued={}",
+        t.rescues, t.rescued
+    )?;
+    let f = &o.faults;
+    if f.panics > 0.0 || f.stalls > 0.0 {
+        writeln!(
+            w,
+            "faults         panics={} stalls={} stall_timeout={:.0}ms seed={}",
+            f.panics, f.stalls, f.stall_timeout_ms, f.seed
+        )?;
+    }
+    for (name, churn) in [
+        ("hotplug churn", &f.hotplug_churn),
+        ("real hotplug", &f.real_hotplug),
+    ] {
+        if let Some(c) = churn {
+            writeln!(
+                w,
+                "{name:<14} offlines={} rollbacks={} onlines={}",
+                c.offlines, c.rollbacks, c.onlines
+            )?;
+        }
+    }
     for cpu in &o.stats.per_cpu {
         writeln!(w, "{}", format_cpu(cpu))?;
     }
@@ -574,6 +737,14 @@ mod tests {
             stats: StatsSnapshot {
                 total: Stats::default(),
                 per_cpu: Vec::new(),
+            },
+            faults: Faults {
+                panics: 0.0,
+                stalls: 0.0,
+                stall_timeout_ms: 20.0,
+                seed: 1,
+                hotplug_churn: None,
+                real_hotplug: None,
             },
         }
     }

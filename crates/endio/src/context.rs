@@ -37,6 +37,8 @@ pub enum ContextPolicy {
 
 #[derive(Clone, Copy)]
 struct ThreadContext {
+    /// The CPU whose batch the handler running now came from.
+    draining_cpu: Option<usize>,
     /// Nesting depth of `atomic()` guards.
     atomic_depth: u32,
     /// This thread is one of endio's workers (or drains a batch in task
@@ -46,7 +48,7 @@ struct ThreadContext {
 
 const_thread_local! {
     static CONTEXT: Cell<ThreadContext> =
-        Cell::new(ThreadContext { atomic_depth: 0, task_worker: false });
+        Cell::new(ThreadContext { draining_cpu: None, atomic_depth: 0, task_worker: false });
 }
 
 /// Marks the calling thread atomic ("must not block") until the guard drops.
@@ -111,6 +113,30 @@ pub(crate) fn atomic_under(policy: ContextPolicy) -> bool {
             ContextPolicy::AlwaysAtomic => !ctx.task_worker || ctx.atomic_depth > 0,
         }
     })
+}
+
+/// Inside a deferred handler: the CPU whose batch it was deferred to (run by
+/// that CPU's worker, a rescue thread, or `cpu_dead`'s drain). `None`
+/// elsewhere, inline handlers included.
+pub fn draining_cpu() -> Option<usize> {
+    CONTEXT.with(|c| c.get().draining_cpu)
+}
+
+/// Runs `f` with [`draining_cpu`] reporting `cpu`.
+pub(crate) fn with_draining_cpu<R>(cpu: usize, f: impl FnOnce() -> R) -> R {
+    let outer = CONTEXT.with(|c| {
+        let mut ctx = c.get();
+        let outer = ctx.draining_cpu.replace(cpu);
+        c.set(ctx);
+        outer
+    });
+    let result = f();
+    CONTEXT.with(|c| {
+        let mut ctx = c.get();
+        ctx.draining_cpu = outer;
+        c.set(ctx);
+    });
+    result
 }
 
 /// Marks the calling thread as a task-context worker of endio for the rest of

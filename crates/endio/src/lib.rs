@@ -18,6 +18,6 @@ pub mod task;
 pub use bio::{Bio, BioFlags, Buf, EndedBio, Op};
 pub use context::ContextPolicy;
 pub use task::{
-    Adaptive, Batching, Budget, BuildError, Completed, Completer, CpuStats, PanicPolicy, Stats,
-    StatsSnapshot,
+    Adaptive, Batching, Budget, BuildError, Completed, Completer, CpuStats, HotplugError,
+    PanicPolicy, Stats, StatsSnapshot,
 };

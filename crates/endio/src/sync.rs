@@ -7,16 +7,22 @@
 //! no time, and a timed park may always wake spuriously anyway, so the callers
 //! re-check their condition in a loop in both builds.
 //!
+//! Built with `RUSTFLAGS="--cfg shuttle"` (see `ci/shuttle.sh`), the same
+//! code runs under the [shuttle] randomized scheduler instead; shuttle has no
+//! time either, so the protocol code never lets real time decide anything in
+//! those tests (count budgets, no timed stall detection).
+//!
 //! The environment is injected here too: the current CPU comes from
 //! [`current_cpu`] and time from [`Instant`], never from `sched_getcpu()` or
 //! `std::time` called in protocol code.
 //!
 //! [loom]: https://docs.rs/loom
+//! [shuttle]: https://docs.rs/shuttle
 
-#[cfg(not(loom))]
+#[cfg(not(any(loom, shuttle)))]
 mod imp {
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
-    pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
+    pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
     /// A thread-local with a `const` initializer (no lazy-init check on
     /// access); under loom, loom's thread-local, which takes no `const`.
@@ -43,7 +49,11 @@ mod imp {
 #[cfg(loom)]
 mod imp {
     pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
-    pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};
+    pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
+    // std's Arc, as under shuttle: the completer keeps a `Weak` to itself,
+    // which loom's Arc lacks, and reference counts are not what the loom
+    // models check.
+    pub(crate) use std::sync::Arc;
 
     macro_rules! const_thread_local {
         ($(#[$m:meta])* static $name:ident: $t:ty = $init:expr;) => {
@@ -73,6 +83,43 @@ mod imp {
     /// Sets the simulated CPU of the calling loom thread.
     #[allow(dead_code, unreachable_pub)]
     pub fn set_current_cpu(cpu: usize) {
+        CPU.with(|c| c.set(cpu));
+    }
+}
+
+#[cfg(all(shuttle, not(loom)))]
+mod imp {
+    pub(crate) use shuttle::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+    pub(crate) use shuttle::sync::{Condvar, Mutex, MutexGuard};
+    // Shuttle models `std::sync::Arc` as it is (its counts are atomics that
+    // cannot race in a way that matters to the protocol).
+    pub(crate) use std::sync::Arc;
+
+    pub(crate) mod thread {
+        pub(crate) use shuttle::thread::{
+            Builder, JoinHandle, Thread, current, park, park_timeout, yield_now,
+        };
+    }
+
+    macro_rules! const_thread_local {
+        ($(#[$m:meta])* static $name:ident: $t:ty = $init:expr;) => {
+            shuttle::thread_local! { $(#[$m])* static $name: $t = $init; }
+        };
+    }
+    pub(crate) use const_thread_local;
+
+    const_thread_local! {
+        static CPU: std::cell::Cell<usize> = std::cell::Cell::new(0);
+    }
+
+    /// Under shuttle the "CPU" of a thread is whatever the test said it is.
+    pub(crate) fn current_cpu() -> usize {
+        CPU.with(|c| c.get())
+    }
+
+    /// Sets the simulated CPU of the calling shuttle thread.
+    #[allow(dead_code)]
+    pub(crate) fn set_current_cpu(cpu: usize) {
         CPU.with(|c| c.set(cpu));
     }
 }

@@ -16,7 +16,7 @@ fn in_order_per_cpu(batching: Batching) {
     let completer = Completer::builder().batching(batching).build().unwrap();
     let violations = Arc::new(Mutex::new(Vec::new()));
     let producers: Vec<_> = completer
-        .worker_cpus()
+        .online_cpus()
         .iter()
         .map(|&cpu| {
             let (completer, violations) = (completer.clone(), violations.clone());
@@ -51,7 +51,7 @@ fn in_order_per_cpu(batching: Batching) {
     );
     assert_eq!(
         completer.stats().total.handlers,
-        PER_CPU * completer.worker_cpus().len() as u64
+        PER_CPU * completer.online_cpus().len() as u64
     );
 }
 

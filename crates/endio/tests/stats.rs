@@ -12,7 +12,7 @@ use endio::{Batching, Bio, BioFlags, Completer, Stats, context};
 #[test]
 fn per_cpu_counters_sum_to_the_total() {
     let completer = Completer::builder().build().unwrap();
-    let cpus = completer.worker_cpus().to_vec();
+    let cpus = completer.online_cpus().to_vec();
     let per_cpu = 50_000;
     let tally = Tally::new(per_cpu * cpus.len() * 2);
     let producers: Vec<_> = cpus

@@ -5,6 +5,7 @@
 //! the crate calls these functions and never carries a `cfg(target_os)`.
 
 mod cpulist;
+pub mod hotplug;
 
 pub use cpulist::{CPU_MAX, CpuListError, parse_cpu_list, read_cpu_list};
 

@@ -65,39 +65,93 @@
 //! takes are appended behind it. So handlers of bios deferred on one CPU run in
 //! the order they were deferred.
 
+//! # CPU hotplug lifecycle
+//!
+//! Each CPU is `Online`, `DownPrepared` or `Dead`, driven by
+//! [`Completer::cpu_online`], [`Completer::cpu_down_prep`] and
+//! [`Completer::cpu_dead`] (the kernel's cpuhp callbacks), called by the
+//! hotplug watcher on real CPU events of the machine or by the user.
+//! Lifecycle calls are serialised (the kernel's `cpu_hotplug_lock`).
+//!
+//! 8. `down_prep(c)`: under `c`'s control lock, set `DownPrepared` (work
+//!    disabled: no drain of `c` starts, a running one stops at its next
+//!    handler boundary), then wait until no thread holds `c`'s drain token
+//!    (`disable_delayed_work_sync`). The queue stays open: producers on `c`
+//!    keep succeeding, and a push that finds it empty unparks the worker,
+//!    which sees the work disabled and parks again. The last online CPU
+//!    cannot be prepared for offline.
+//! 9. `dead(c)`: under the lock, close the queue (one swap that also takes
+//!    what it held), append that to the batch, set `Dead`; then drain the
+//!    batch in the caller's thread. A push that finds the queue closed gets
+//!    its bio back and pushes to the next CPU (step 3).
+//! 10. `online(c)`: under the lock, reopen the queue if it was closed, set
+//!     `Online`, note whether the batch or queue holds bios; then ask the
+//!     worker to re-pin itself (the kernel does not re-pin a thread when its
+//!     CPU returns) and unpark it. A rolled-back offline is 8 then 10 without
+//!     9.
+//!
+//! Why nothing is stranded (review Q4): a bio is pushed either to an open
+//! queue or, refused by a closed one, to another (step 3). A bio in an open
+//! queue of an `Online` CPU is run by the no-lost-wakeup argument above. A
+//! bio pushed while `c` is `DownPrepared` stays in the queue; the state then
+//! changes only by 9, which takes and runs it, or by 10, which unparks the
+//! worker *after* making the work enabled — this is the requeue the v6 patch
+//! lacked: there, the push that found the list empty had its `queue_work`
+//! refused (work disabled) and, after the rollback, later pushes found the
+//! list non-empty and queued nothing. Here the unpark in 10 comes after
+//! every such push (they happened before 10 took the lock, or they see the
+//! work enabled and unpark themselves), so the worker takes the queue. A
+//! closed queue holds nothing: 9 closes and takes in one atomic swap.
+//! Nothing runs twice: every path that runs a bio first takes it out of the
+//! one list that owned it, under the lock or by an atomic swap.
+//!
+//! # Stall rescue
+//!
+//! The userspace counterpart of the `WQ_MEM_RECLAIM` rescuer and of
+//! concurrency-managed workqueues: a watchdog thread checks each CPU every
+//! `stall_timeout / 4`; a drainer that has been inside one handler for
+//! `stall_timeout` loses the drain token, and a rescue thread drains the rest
+//! of the batch and whatever is queued behind it. The stalled drainer, when
+//! its handler returns, sees that its token is gone and touches nothing.
+//! Cross-CPU draining is safe by construction, the bug class of review Q5
+//! cannot occur: producers touch only the lock-free queue, whose take-all is
+//! an atomic swap valid from any thread, and the batch is guarded by the CPU's
+//! own mutex, not by a "local" lock that means "this CPU" and so protects
+//! nothing against a thread running elsewhere. A rescue does give up the
+//! per-CPU ordering for the stalled handler: the rest runs while it is still
+//! inside.
+
 #[cfg(all(test, loom))]
 mod loom_tests;
 mod policy;
+mod protocol;
 mod queue;
+#[cfg(all(test, shuttle, not(loom)))]
+mod shuttle_tests;
 mod stats;
+mod watcher;
+mod worker;
 
 pub use policy::{Adaptive, Batching, Budget, PanicPolicy, ParseBatchingError, parse_duration};
 pub use stats::{CpuStats, Stats, StatsSnapshot};
 
-use std::any::Any;
 use std::fmt;
 use std::io;
-use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::Duration;
-
-use crossbeam_utils::CachePadded;
 
 use crate::bio::{Bio, BioFlags, EndedBio};
 use crate::context::{self, ContextPolicy};
-use crate::sync::{Arc, AtomicBool, Instant, Mutex, MutexGuard, Ordering, current_cpu, thread};
+use crate::sync::{Arc, Instant, current_cpu};
 use crate::sys;
-use policy::Pacer;
-use queue::{BioList, Pushed, Queue};
-use stats::{DrainCounters, ProducerCounters};
+use protocol::{Config, Shared};
 
 /// What a completion did with the bio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Completed {
     /// The handler ran in the calling thread, before the call returned.
     Inline,
-    /// The bio was put on this CPU's batch; its worker runs the handler.
+    /// The bio was put on this CPU's batch; a worker runs the handler.
     Deferred {
         /// The CPU whose batch took the bio.
         cpu: usize,
@@ -129,71 +183,58 @@ pub struct Completer {
     handle: Arc<Handle>,
 }
 
-/// Owns the workers; dropping it stops them.
+/// Owns the threads; dropping it stops them.
 struct Handle {
     shared: Arc<Shared>,
-    workers: Mutex<Vec<thread::JoinHandle<()>>>,
 }
 
-/// State shared by the handle, the workers and the producers.
-struct Shared {
-    /// Indexed by CPU number, sized from the possible CPUs.
-    cpus: Box<[PerCpu]>,
-    /// The CPUs that have a worker.
-    worker_cpus: Vec<usize>,
-    config: Config,
-    shutdown: AtomicBool,
-}
-
-#[derive(Debug, Clone)]
-struct Config {
-    batching: Batching,
-    budget: Budget,
-    context_policy: ContextPolicy,
-    panic_policy: PanicPolicy,
-    pin_workers: bool,
-}
-
-/// One CPU's batch, worker and counters.
-struct PerCpu {
-    /// The list and the producer counters share the line producers touch.
-    hot: CachePadded<Hot>,
-    /// Counters of whoever drains this CPU.
-    drain_counters: CachePadded<DrainCounters>,
-    control: Mutex<Control>,
-    /// The worker, set before `queue` is opened (so a producer that sees the
-    /// queue open always finds a thread to unpark).
-    worker: OnceLock<thread::Thread>,
-}
-
-struct Hot {
-    queue: Queue,
-    counters: ProducerCounters,
-}
-
-/// Lock-protected state of a CPU; only task-context threads take the lock.
-#[derive(Debug)]
-struct Control {
-    /// Bios taken from the queue and not yet run, in completion order.
-    batch: BioList,
-    /// A drain is running handlers of this CPU (the drain token).
-    draining: bool,
-}
-
-/// How a drain run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RunEnd {
-    /// The queue was found empty.
-    Empty,
-    /// The budget was spent with bios left.
-    BudgetSpent,
-    /// Another thread holds the drain token.
-    Busy,
+/// A lifecycle call that could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum HotplugError {
+    /// The CPU number is not a possible CPU.
+    #[error("CPU {cpu} is not a possible CPU of this machine (CPUs 0-{}); see /sys/devices/system/cpu/possible", possible - 1)]
+    NoSuchCpu {
+        /// The CPU asked for.
+        cpu: usize,
+        /// How many CPUs are possible.
+        possible: usize,
+    },
+    /// `cpu_down_prep` on a CPU whose work is not enabled.
+    #[error("CPU {cpu} is not online; call cpu_online({cpu}) first")]
+    NotOnline {
+        /// The CPU.
+        cpu: usize,
+    },
+    /// `cpu_down_prep` on the last online CPU.
+    #[error("CPU {cpu} is the last online CPU; bring another online before taking it down")]
+    LastCpu {
+        /// The CPU.
+        cpu: usize,
+    },
+    /// `cpu_dead` without `cpu_down_prep` first.
+    #[error(
+        "CPU {cpu} was not prepared for offline; call cpu_down_prep({cpu}) before cpu_dead({cpu})"
+    )]
+    NotDownPrepared {
+        /// The CPU.
+        cpu: usize,
+    },
+    /// The CPU's worker could not be started.
+    #[error(
+        "cannot start the endio worker for CPU {cpu}: {source}; raise the thread limit (ulimit -u) or free memory"
+    )]
+    Spawn {
+        /// The CPU.
+        cpu: usize,
+        /// What went wrong.
+        source: io::Error,
+    },
 }
 
 impl Completer {
     /// A builder with the defaults: adaptive batching, 1024 handlers or 1 ms
-    /// per run, tracked context, panics contained, workers pinned.
+    /// per run, tracked context, panics contained, workers pinned, stall
+    /// rescue after 200 ms, the hotplug watcher on.
     pub fn builder() -> Builder {
         Builder::default()
     }
@@ -269,14 +310,36 @@ impl Completer {
         }
     }
 
+    /// `cpu_online`: enables `cpu`'s work, starting its worker if it never
+    /// had one, re-pins the worker, and requeues it if bios are waiting.
+    /// Calling it for an online CPU does nothing.
+    pub fn cpu_online(&self, cpu: usize) -> Result<(), HotplugError> {
+        self.handle.shared.cpu_online(cpu)
+    }
+
+    /// `cpu_down_prep`: disables `cpu`'s work and waits until no drain of it
+    /// is running. Bios completed on `cpu` afterwards are kept for
+    /// [`Completer::cpu_dead`] or, if the offline is rolled back,
+    /// [`Completer::cpu_online`].
+    pub fn cpu_down_prep(&self, cpu: usize) -> Result<(), HotplugError> {
+        self.handle.shared.cpu_down_prep(cpu)
+    }
+
+    /// `cpu_dead`: runs every bio left on `cpu`'s batch in the calling
+    /// thread, which must be task context, and sends later completions on
+    /// `cpu` to another CPU. Returns how many handlers it ran.
+    pub fn cpu_dead(&self, cpu: usize) -> Result<u64, HotplugError> {
+        self.handle.shared.cpu_dead(cpu)
+    }
+
+    /// The CPUs whose work is enabled now.
+    pub fn online_cpus(&self) -> Vec<usize> {
+        self.handle.shared.online_cpus()
+    }
+
     /// A snapshot of the counters, total and per CPU.
     pub fn stats(&self) -> StatsSnapshot {
         self.handle.shared.stats()
-    }
-
-    /// The CPUs that have a worker.
-    pub fn worker_cpus(&self) -> &[usize] {
-        &self.handle.shared.worker_cpus
     }
 
     /// The context policy in force.
@@ -308,264 +371,15 @@ impl Completer {
 
 impl fmt::Debug for Completer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shared = &self.handle.shared;
         f.debug_struct("Completer")
-            .field("worker_cpus", &shared.worker_cpus)
-            .field("config", &shared.config)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Shared {
-    /// Index of `cpu` in the per-CPU array (a CPU number beyond the possible
-    /// ones, which the kernel never reports, folds into range).
-    fn cpu_index(&self, cpu: usize) -> usize {
-        if cpu < self.cpus.len() {
-            cpu
-        } else {
-            cpu % self.cpus.len()
-        }
-    }
-
-    /// Steps 1-3 of the protocol: pushes `bio` onto the batch of the calling
-    /// thread's CPU (or the next open one) and wakes its worker on the
-    /// empty→non-empty transition. Returns the CPU that took it.
-    fn defer(&self, mut bio: Bio) -> usize {
-        bio.mark_deferred();
-        let first = self.cpu_index(current_cpu());
-        let mut cpu = first;
-        loop {
-            let per_cpu = &self.cpus[cpu];
-            // Counted before the push so that a snapshot never shows a
-            // handler without its deferral (see stats.rs).
-            stats::add_shared(&per_cpu.hot.counters.deferred, 1);
-            match per_cpu.hot.queue.push(bio) {
-                Pushed::WasEmpty => {
-                    if let Some(worker) = per_cpu.worker.get() {
-                        worker.unpark();
-                    }
-                    return cpu;
-                }
-                Pushed::NotEmpty => return cpu,
-                Pushed::Closed(back) => {
-                    per_cpu
-                        .hot
-                        .counters
-                        .deferred
-                        .fetch_sub(1, Ordering::Relaxed);
-                    bio = back;
-                    cpu = (cpu + 1) % self.cpus.len();
-                    assert!(
-                        cpu != first,
-                        "endio: every CPU's batch is closed; a Completer always keeps one open"
-                    );
-                }
-            }
-        }
-    }
-
-    /// Runs one handler, containing a panic according to the policy.
-    fn run_contained(&self, bio: Bio, cpu: usize) {
-        let outcome = panic::catch_unwind(AssertUnwindSafe(|| bio.run_handler()));
-        if let Err(payload) = outcome {
-            stats::add_shared(&self.cpus[cpu].hot.counters.panics, 1);
-            let message = panic_message(payload.as_ref());
-            match self.config.panic_policy {
-                PanicPolicy::Contain => tracing::error!(
-                    cpu,
-                    message,
-                    "a bio handler panicked; the panic is contained and the other handlers run"
-                ),
-                PanicPolicy::Abort => {
-                    tracing::error!(
-                        cpu,
-                        message,
-                        "a bio handler panicked; aborting (PanicPolicy::Abort)"
-                    );
-                    std::process::abort();
-                }
-            }
-        }
-    }
-
-    fn lock_control(&self, cpu: usize) -> MutexGuard<'_, Control> {
-        // A poisoned lock can only come from a panic in endio's own code
-        // between lock and unlock (handlers run unlocked); the state is
-        // still consistent at every unlock point, so go on.
-        self.cpus[cpu]
-            .control
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Step 6: one drain run of `cpu`'s batch in the calling thread, under
-    /// `budget` (`None`: until empty). Counts everything it does.
-    fn drain(&self, cpu: usize, budget: Option<Budget>) -> (RunEnd, u64) {
-        let per_cpu = &self.cpus[cpu];
-        let counters = &*per_cpu.drain_counters;
-        let mut control = self.lock_control(cpu);
-        if control.draining {
-            return (RunEnd::Busy, 0);
-        }
-        control.draining = true;
-        let start = Instant::now();
-        let mut last = start;
-        let mut ran: u64 = 0;
-        let mut handler_ns_max: u64 = 0;
-        let end = loop {
-            if control.batch.is_empty() {
-                let taken = per_cpu.hot.queue.take_all();
-                if taken.is_empty() {
-                    break RunEnd::Empty;
-                }
-                stats::add_single_writer(&counters.batches, 1);
-                stats::max_single_writer(&counters.batch_len_max, taken.len() as u64);
-                control.batch = taken;
-            }
-            if let Some(budget) = budget
-                && (ran >= u64::from(budget.handlers_max)
-                    || last.duration_since(start) >= budget.time_max)
-            {
-                break RunEnd::BudgetSpent;
-            }
-            let Some(bio) = control.batch.pop_front() else {
-                continue;
-            };
-            drop(control);
-            self.run_contained(bio, cpu);
-            let now = Instant::now();
-            handler_ns_max = handler_ns_max.max(nanos(now.duration_since(last)));
-            last = now;
-            ran += 1;
-            stats::add_single_writer(&counters.handlers, 1);
-            control = self.lock_control(cpu);
-        };
-        control.draining = false;
-        drop(control);
-        if end == RunEnd::BudgetSpent {
-            stats::add_single_writer(&counters.requeues, 1);
-        }
-        stats::max_single_writer(&counters.run_len_max, ran);
-        stats::max_single_writer(&counters.run_ns_max, nanos(last.duration_since(start)));
-        stats::max_single_writer(&counters.handler_ns_max, handler_ns_max);
-        (end, ran)
-    }
-
-    fn stats(&self) -> StatsSnapshot {
-        let mut total = Stats::default();
-        let mut per_cpu = Vec::new();
-        for (cpu, pc) in self.cpus.iter().enumerate() {
-            let s = stats::snapshot(&pc.hot.counters, &pc.drain_counters);
-            if s != Stats::default() || self.worker_cpus.contains(&cpu) {
-                per_cpu.push(CpuStats { cpu, stats: s });
-            }
-            total.accumulate(&s);
-        }
-        StatsSnapshot { total, per_cpu }
-    }
-}
-
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-fn panic_message(payload: &(dyn Any + Send)) -> &str {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        s
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s
-    } else {
-        "(a panic payload that is not a string)"
-    }
-}
-
-/// The worker of `cpu`: steps 4-7 of the protocol.
-fn worker_main(shared: Arc<Shared>, cpu: usize) {
-    context::become_task_worker();
-    if shared.config.pin_workers
-        && let Err(e) = sys::pin_current_thread(cpu)
-    {
-        tracing::warn!(cpu, error = %e, "endio worker could not pin itself to its CPU; it runs unpinned");
-    }
-    // Short batching delays must not be stretched by the 50 µs default slack.
-    let _ = sys::set_timer_slack_ns(1_000);
-    let per_cpu = &shared.cpus[cpu];
-    let mut pacer = Pacer::new(shared.config.batching);
-    let mut requeued = false;
-    // Acquire: pairs with the Release store in `Handle::drop`.
-    while !shared.shutdown.load(Ordering::Acquire) {
-        if !requeued {
-            // Step 4.
-            if per_cpu.hot.queue.is_empty() {
-                thread::park();
-                stats::add_single_writer(&per_cpu.drain_counters.wakeups, 1);
-                continue;
-            }
-            // Step 5.
-            let now = Instant::now();
-            let delay = pacer.delay_at_wakeup(now);
-            if !delay.is_zero() {
-                sleep_until(&shared, now + delay);
-            }
-        }
-        // Steps 6 and 7.
-        let (end, ran) = shared.drain(cpu, Some(shared.config.budget));
-        pacer.ran(ran);
-        requeued = end == RunEnd::BudgetSpent;
-        if requeued {
-            thread::yield_now();
-        }
-    }
-    // Shutdown: run what is left (the handle drains again after joining).
-    shared.drain(cpu, None);
-}
-
-/// Sleeps until `deadline` or shutdown, whichever comes first.
-fn sleep_until(shared: &Shared, deadline: Instant) {
-    loop {
-        let now = Instant::now();
-        // Acquire: as in `worker_main`.
-        if now >= deadline || shared.shutdown.load(Ordering::Acquire) {
-            return;
-        }
-        thread::park_timeout(deadline - now);
+            .field("shared", &self.handle.shared)
+            .finish()
     }
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        // Release: the workers' Acquire loads see everything before it.
-        self.shared.shutdown.store(true, Ordering::Release);
-        for &cpu in &self.shared.worker_cpus {
-            if let Some(worker) = self.shared.cpus[cpu].worker.get() {
-                worker.unpark();
-            }
-        }
-        let me = thread::current().id();
-        let workers = std::mem::take(
-            &mut *self
-                .workers
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        );
-        for worker in workers {
-            // The last clone can be dropped by a handler on a worker; that
-            // worker finishes its loop on its own.
-            if worker.thread().id() != me {
-                let _ = worker.join();
-            }
-        }
-        // Whatever raced with the workers' last drains runs here.
-        for (cpu, per_cpu) in self.shared.cpus.iter().enumerate() {
-            while self.shared.drain(cpu, None).0 == RunEnd::Busy {
-                // Busy with us inside one of its handlers: that worker runs
-                // its own final drain once we return.
-                if per_cpu.worker.get().map(|t| t.id()) == Some(me) {
-                    break;
-                }
-                thread::yield_now();
-            }
-        }
+        self.shared.shut_down();
     }
 }
 
@@ -574,6 +388,7 @@ impl Drop for Handle {
 pub struct Builder {
     config: Config,
     sysfs_root: PathBuf,
+    hotplug_watcher: bool,
 }
 
 impl Default for Builder {
@@ -585,8 +400,10 @@ impl Default for Builder {
                 context_policy: ContextPolicy::default(),
                 panic_policy: PanicPolicy::default(),
                 pin_workers: true,
+                stall_timeout: Some(Duration::from_millis(200)),
             },
             sysfs_root: PathBuf::from("/sys"),
+            hotplug_watcher: true,
         }
     }
 }
@@ -604,13 +421,16 @@ pub enum BuildError {
         /// What went wrong.
         source: io::Error,
     },
-    /// A worker thread could not be started.
+    /// A thread could not be started.
+    #[error("cannot start an endio thread: {0}")]
+    Spawn(#[from] HotplugError),
+    /// A thread other than a worker could not be started.
     #[error(
-        "cannot start the endio worker for CPU {cpu}: {source}; raise the thread limit (ulimit -u) or free memory"
+        "cannot start the endio {what} thread: {source}; raise the thread limit (ulimit -u) or free memory"
     )]
-    Spawn {
-        /// The CPU the worker was for.
-        cpu: usize,
+    Thread {
+        /// Which thread.
+        what: &'static str,
         /// What went wrong.
         source: io::Error,
     },
@@ -650,6 +470,21 @@ impl Builder {
         self
     }
 
+    /// How long a drainer may stay inside one handler before the rest of
+    /// its batch is handed to a rescue thread (default: 200 ms); `None`
+    /// turns rescue off.
+    pub fn stall_timeout(mut self, timeout: Option<Duration>) -> Builder {
+        self.config.stall_timeout = timeout;
+        self
+    }
+
+    /// Whether a watcher thread follows the machine's CPU hotplug events and
+    /// drives the lifecycle (default: yes).
+    pub fn hotplug_watcher(mut self, on: bool) -> Builder {
+        self.hotplug_watcher = on;
+        self
+    }
+
     /// Where sysfs is mounted (default: `/sys`); the possible and online CPU
     /// lists are read below it.
     pub fn sysfs_root(mut self, root: impl Into<PathBuf>) -> Builder {
@@ -657,14 +492,24 @@ impl Builder {
         self
     }
 
-    /// Starts one worker per online CPU.
+    /// Starts one worker per online CPU, the stall watchdog and the hotplug
+    /// watcher.
     pub fn build(self) -> Result<Completer, BuildError> {
-        let Builder { config, sysfs_root } = self;
+        let Builder {
+            config,
+            sysfs_root,
+            hotplug_watcher,
+        } = self;
         if config.budget.handlers_max == 0 || config.budget.time_max.is_zero() {
             return Err(BuildError::Invalid(format!(
                 "a run budget of {:?} lets a worker run nothing; give at least one handler and a non-zero time",
                 config.budget
             )));
+        }
+        if config.stall_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(BuildError::Invalid(
+                "a stall timeout of zero rescues every handler; give a duration or None".into(),
+            ));
         }
         let cpus_err = |source| BuildError::Cpus {
             root: sysfs_root.clone(),
@@ -678,46 +523,29 @@ impl Builder {
                 "the possible or online CPU list is empty",
             )));
         };
-        let worker_cpus: Vec<usize> = online.into_iter().filter(|&c| c <= last).collect();
-        let cpus = (0..=last)
-            .map(|_| PerCpu {
-                hot: CachePadded::new(Hot {
-                    // Opened once the CPU's worker is registered.
-                    queue: Queue::new_closed(),
-                    counters: ProducerCounters::default(),
-                }),
-                drain_counters: CachePadded::new(DrainCounters::default()),
-                control: Mutex::new(Control {
-                    batch: BioList::new(),
-                    draining: false,
-                }),
-                worker: OnceLock::new(),
-            })
-            .collect();
-        let shared = Arc::new(Shared {
-            cpus,
-            worker_cpus: worker_cpus.clone(),
-            config,
-            shutdown: AtomicBool::new(false),
-        });
+        let stall_timeout = config.stall_timeout;
+        let shared = Shared::new(last, config);
+        // From here on, dropping the handle stops whatever was started.
         let handle = Handle {
             shared: Arc::clone(&shared),
-            workers: Mutex::new(Vec::new()),
         };
-        for &cpu in &worker_cpus {
-            let worker_shared = Arc::clone(&shared);
-            let join = thread::Builder::new()
-                .name(format!("endio-worker/{cpu}"))
-                .spawn(move || worker_main(worker_shared, cpu))
-                .map_err(|source| BuildError::Spawn { cpu, source })?;
-            let per_cpu = &shared.cpus[cpu];
-            let _ = per_cpu.worker.set(join.thread().clone());
-            per_cpu.hot.queue.open();
-            handle
-                .workers
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .push(join);
+        for &cpu in online.iter().filter(|&&c| c <= last) {
+            shared.bring_online(cpu, false)?;
+        }
+        if let Some(timeout) = stall_timeout {
+            watcher::spawn_thread(&shared, "endio-watchdog", move |s| {
+                worker::watchdog_main(&s, timeout)
+            })
+            .map_err(|source| BuildError::Thread {
+                what: "watchdog",
+                source,
+            })?;
+        }
+        if hotplug_watcher {
+            watcher::start(&shared, sysfs_root, online).map_err(|source| BuildError::Thread {
+                what: "hotplug watcher",
+                source,
+            })?;
         }
         Ok(Completer {
             handle: Arc::new(handle),

@@ -72,10 +72,13 @@ impl Queue {
             // SAFETY: `node` is ours until the CAS below publishes it.
             unsafe { (*node).next.store(head, Ordering::Relaxed) };
             // Release: the node's fields and its `next` must be visible to the
-            // consumer that acquires the head.
+            // consumer that acquires the head. Acquire: a push that lands on
+            // a freshly opened queue sees what `open`'s Release published (the
+            // CPU's registered worker). Free on x86, where a CAS is a full
+            // barrier anyway.
             match self
                 .head
-                .compare_exchange_weak(head, node, Ordering::Release, Ordering::Relaxed)
+                .compare_exchange_weak(head, node, Ordering::AcqRel, Ordering::Relaxed)
             {
                 Ok(_) if head.is_null() => return Pushed::WasEmpty,
                 Ok(_) => return Pushed::NotEmpty,
@@ -116,12 +119,13 @@ impl Queue {
 
     /// Reopens a closed list (no effect on an open one).
     pub(crate) fn open(&self) {
-        // Relaxed: publishes no data; a producer that still sees `closed()`
-        // just pushes elsewhere.
+        // Release: a producer whose push succeeds on the opened list (its CAS
+        // acquires) sees everything set up before, the worker's registration
+        // in particular.
         let _ = self.head.compare_exchange(
             closed(),
             ptr::null_mut(),
-            Ordering::Relaxed,
+            Ordering::Release,
             Ordering::Relaxed,
         );
     }
@@ -211,6 +215,26 @@ impl BioList {
         let bio = unsafe { Bio::from_raw(node) };
         bio.node.next.store(ptr::null_mut(), Ordering::Relaxed);
         Some(bio)
+    }
+}
+
+impl BioList {
+    /// Moves all of `other` behind the bios of `self`.
+    pub(crate) fn append(&mut self, mut other: BioList) {
+        if other.is_empty() {
+            return;
+        }
+        if self.is_empty() {
+            std::mem::swap(self, &mut other);
+            return;
+        }
+        // SAFETY: we own our tail node, a live node of this list.
+        unsafe { (*self.tail).next.store(other.head, Ordering::Relaxed) };
+        self.tail = other.tail;
+        self.len += other.len;
+        other.head = ptr::null_mut();
+        other.tail = ptr::null_mut();
+        other.len = 0;
     }
 }
 

@@ -29,12 +29,35 @@ pub struct Stats {
     pub wakeups: u64,
     /// Handlers that panicked (contained).
     pub panics: u64,
-    /// The most handlers one run executed.
+    /// The most handlers one budgeted run (a worker's or a rescuer's)
+    /// executed.
     pub run_len_max: u64,
-    /// The longest run, in nanoseconds.
+    /// The longest budgeted run, in nanoseconds.
     pub run_ns_max: u64,
     /// The longest single handler run by a drain, in nanoseconds.
     pub handler_ns_max: u64,
+    /// `cpu_online` calls that brought a dead (or never started) CPU online.
+    pub onlines: u64,
+    /// `cpu_down_prep` calls.
+    pub down_preps: u64,
+    /// `cpu_dead` calls.
+    pub deads: u64,
+    /// Rolled-back offlines: `cpu_online` after `cpu_down_prep` without
+    /// `cpu_dead`.
+    pub rollbacks: u64,
+    /// `cpu_online` calls that found bios waiting and requeued the worker
+    /// (the fix of review Q4).
+    pub requeued_on_online: u64,
+    /// Rescue threads started for a drainer stalled in a handler.
+    pub rescues: u64,
+    /// Handlers run by rescue threads.
+    pub rescued: u64,
+    /// Handlers run by `cpu_dead` in its caller's thread.
+    pub drained: u64,
+    /// Deferrals that found their CPU's batch closed and went to another CPU.
+    pub redirected: u64,
+    /// Times a worker pinned itself to its CPU again after it came back.
+    pub repins: u64,
 }
 
 impl Stats {
@@ -65,6 +88,16 @@ impl Stats {
         self.run_len_max = self.run_len_max.max(other.run_len_max);
         self.run_ns_max = self.run_ns_max.max(other.run_ns_max);
         self.handler_ns_max = self.handler_ns_max.max(other.handler_ns_max);
+        self.onlines += other.onlines;
+        self.down_preps += other.down_preps;
+        self.deads += other.deads;
+        self.rollbacks += other.rollbacks;
+        self.requeued_on_online += other.requeued_on_online;
+        self.rescues += other.rescues;
+        self.rescued += other.rescued;
+        self.drained += other.drained;
+        self.redirected += other.redirected;
+        self.repins += other.repins;
     }
 }
 
@@ -147,5 +180,6 @@ pub(crate) fn snapshot(producer: &ProducerCounters, drain: &DrainCounters) -> St
         run_len_max: r(&drain.run_len_max),
         run_ns_max: r(&drain.run_ns_max),
         handler_ns_max: r(&drain.handler_ns_max),
+        ..Stats::default()
     }
 }

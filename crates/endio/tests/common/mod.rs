@@ -45,6 +45,14 @@ impl Tally {
         self.0[id].load(Ordering::Relaxed)
     }
 
+    /// Handlers that ran more than once.
+    pub fn duplicated(&self) -> usize {
+        self.0
+            .iter()
+            .filter(|c| c.load(Ordering::Relaxed) > 1)
+            .count()
+    }
+
     pub fn ran(&self) -> usize {
         self.0
             .iter()

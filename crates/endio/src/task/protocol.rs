@@ -1,0 +1,665 @@
+//! The one copy of the protocol: what happens on defer, drain, requeue,
+//! online, down_prep, dead and rescue. The workers, the watchdog, the hotplug
+//! watcher, the public API and the shuttle/loom tests all drive these
+//! functions; none re-implements them.
+
+use std::any::Any;
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+
+use super::policy::{Budget, PanicPolicy};
+use super::queue::{BioList, Pushed, Queue};
+use super::stats::{self, CpuStats, DrainCounters, ProducerCounters, Stats, StatsSnapshot};
+use super::{Batching, HotplugError};
+use crate::bio::Bio;
+use crate::context::{self, ContextPolicy};
+use crate::sync::{
+    Arc, AtomicBool, AtomicU64, Condvar, Instant, Mutex, MutexGuard, Ordering, current_cpu, thread,
+};
+
+/// State shared by the handle, the workers, the watchdog, the watcher and
+/// the producers.
+pub(crate) struct Shared {
+    /// Indexed by CPU number, sized from the possible CPUs.
+    pub(crate) cpus: Box<[PerCpu]>,
+    pub(crate) config: Config,
+    pub(crate) shutdown: AtomicBool,
+    /// Serialises lifecycle operations (the kernel's `cpu_hotplug_lock`).
+    lifecycle: Mutex<()>,
+    /// Every thread endio started (workers, rescuers, watchdog, watcher);
+    /// joined on shutdown.
+    pub(crate) threads: Mutex<Vec<thread::JoinHandle<()>>>,
+    /// A weak self-reference, to hand to threads started later.
+    this: OnceLock<std::sync::Weak<Shared>>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) batching: Batching,
+    pub(crate) budget: Budget,
+    pub(crate) context_policy: ContextPolicy,
+    pub(crate) panic_policy: PanicPolicy,
+    pub(crate) pin_workers: bool,
+    pub(crate) stall_timeout: Option<Duration>,
+}
+
+/// One CPU's batch, worker and counters.
+pub(crate) struct PerCpu {
+    /// The list and the producer counters share the line producers touch.
+    pub(crate) hot: CachePadded<Hot>,
+    /// Counters of whoever drains this CPU.
+    pub(crate) drain_counters: CachePadded<DrainCounters>,
+    pub(crate) control: Mutex<Control>,
+    /// Signalled when the drain token is released (for `down_prep`).
+    pub(crate) drained: Condvar,
+    /// The worker, set before `queue` is first opened (so a producer that
+    /// sees the queue open always finds a thread to unpark).
+    pub(crate) worker: OnceLock<thread::Thread>,
+    /// The worker must pin itself to its CPU again (it came back online).
+    pub(crate) repin: AtomicBool,
+    pub(crate) lifecycle_counters: LifecycleCounters,
+}
+
+pub(crate) struct Hot {
+    pub(crate) queue: Queue,
+    pub(crate) counters: ProducerCounters,
+}
+
+/// Counters of lifecycle events, rescue and dead-CPU drains of one CPU.
+#[derive(Debug, Default)]
+pub(crate) struct LifecycleCounters {
+    pub(crate) onlines: AtomicU64,
+    pub(crate) down_preps: AtomicU64,
+    pub(crate) deads: AtomicU64,
+    pub(crate) rollbacks: AtomicU64,
+    pub(crate) requeued_on_online: AtomicU64,
+    pub(crate) rescues: AtomicU64,
+    pub(crate) rescued: AtomicU64,
+    pub(crate) drained: AtomicU64,
+    pub(crate) redirected: AtomicU64,
+    pub(crate) repins: AtomicU64,
+}
+
+/// The lifecycle state of a CPU, as the kernel's per-CPU work item sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CpuState {
+    /// Work enabled, queue open.
+    Online,
+    /// `down_prep` ran: work disabled (no drain starts, a running one stops
+    /// at the next handler boundary), queue still open (producers on the CPU
+    /// keep succeeding).
+    DownPrepared,
+    /// `dead` ran, or the CPU never had a worker: queue closed, pushes go to
+    /// another CPU.
+    Dead,
+}
+
+/// Who drains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// The CPU's worker (only while Online).
+    Worker,
+    /// A rescue thread standing in for a stalled drainer (only while Online).
+    Rescuer,
+    /// `cpu_dead`, in the caller's thread (only while Dead).
+    Dead,
+    /// The final drain at shutdown (any state).
+    Shutdown,
+}
+
+/// The holder of a CPU's drain token.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Drainer {
+    token: u64,
+    role: Role,
+    /// When the handler it is running now started (`None` between handlers).
+    handler_since: Option<Instant>,
+}
+
+/// Lock-protected state of a CPU; only task-context threads take the lock.
+#[derive(Debug)]
+pub(crate) struct Control {
+    /// Bios taken from the queue and not yet run, in completion order.
+    pub(crate) batch: BioList,
+    pub(crate) state: CpuState,
+    /// The drain token: at most one thread runs this CPU's handlers.
+    pub(crate) drainer: Option<Drainer>,
+    next_token: u64,
+}
+
+/// How a drain run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RunEnd {
+    /// The queue was found empty.
+    Empty,
+    /// The budget was spent with bios left.
+    BudgetSpent,
+    /// Another thread holds the drain token.
+    Busy,
+    /// The CPU's work is disabled (down_prep) or the role may not drain now.
+    Disabled,
+    /// The drainer stalled inside a handler and its token was given away;
+    /// it touched nothing after the handler returned.
+    Revoked,
+}
+
+impl PerCpu {
+    fn new() -> PerCpu {
+        PerCpu {
+            hot: CachePadded::new(Hot {
+                // Opened once the CPU has a worker.
+                queue: Queue::new_closed(),
+                counters: ProducerCounters::default(),
+            }),
+            drain_counters: CachePadded::new(DrainCounters::default()),
+            control: Mutex::new(Control {
+                batch: BioList::new(),
+                state: CpuState::Dead,
+                drainer: None,
+                next_token: 0,
+            }),
+            drained: Condvar::new(),
+            worker: OnceLock::new(),
+            repin: AtomicBool::new(false),
+            lifecycle_counters: LifecycleCounters::default(),
+        }
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(possible_max: usize, config: Config) -> Arc<Shared> {
+        let shared = Arc::new(Shared {
+            cpus: (0..=possible_max).map(|_| PerCpu::new()).collect(),
+            config,
+            shutdown: AtomicBool::new(false),
+            lifecycle: Mutex::new(()),
+            threads: Mutex::new(Vec::new()),
+            this: OnceLock::new(),
+        });
+        let _ = shared.this.set(Arc::downgrade(&shared));
+        shared
+    }
+
+    /// Index of `cpu` in the per-CPU array (a CPU number beyond the possible
+    /// ones, which the kernel never reports, folds into range).
+    pub(crate) fn cpu_index(&self, cpu: usize) -> usize {
+        if cpu < self.cpus.len() {
+            cpu
+        } else {
+            cpu % self.cpus.len()
+        }
+    }
+
+    pub(crate) fn is_shut_down(&self) -> bool {
+        // Acquire: pairs with the Release store in `Handle::drop`.
+        self.shutdown.load(Ordering::Acquire)
+    }
+
+    /// Steps 1-3 of the protocol: pushes `bio` onto the batch of the calling
+    /// thread's CPU (or, if that one is closed, the next open one) and wakes
+    /// its worker on the empty→non-empty transition. Returns the CPU that
+    /// took it.
+    pub(crate) fn defer(&self, mut bio: Bio) -> usize {
+        bio.mark_deferred();
+        let first = self.cpu_index(current_cpu());
+        let mut cpu = first;
+        loop {
+            let per_cpu = &self.cpus[cpu];
+            // Counted before the push so that a snapshot never shows a
+            // handler without its deferral (see stats.rs).
+            stats::add_shared(&per_cpu.hot.counters.deferred, 1);
+            match per_cpu.hot.queue.push(bio) {
+                Pushed::WasEmpty => {
+                    if let Some(worker) = per_cpu.worker.get() {
+                        worker.unpark();
+                    }
+                    return cpu;
+                }
+                Pushed::NotEmpty => return cpu,
+                Pushed::Closed(back) => {
+                    per_cpu
+                        .hot
+                        .counters
+                        .deferred
+                        .fetch_sub(1, Ordering::Relaxed);
+                    stats::add_shared(&self.cpus[first].lifecycle_counters.redirected, 1);
+                    bio = back;
+                    cpu = (cpu + 1) % self.cpus.len();
+                    assert!(
+                        cpu != first,
+                        "endio: every CPU's batch is closed; the lifecycle keeps one CPU online"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Runs one handler, containing a panic according to the policy.
+    pub(crate) fn run_contained(&self, bio: Bio, cpu: usize) {
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| bio.run_handler()));
+        if let Err(payload) = outcome {
+            stats::add_shared(&self.cpus[cpu].hot.counters.panics, 1);
+            let message = panic_message(payload.as_ref());
+            match self.config.panic_policy {
+                PanicPolicy::Contain => tracing::error!(
+                    cpu,
+                    message,
+                    "a bio handler panicked; the panic is contained and the other handlers run"
+                ),
+                PanicPolicy::Abort => {
+                    tracing::error!(
+                        cpu,
+                        message,
+                        "a bio handler panicked; aborting (PanicPolicy::Abort)"
+                    );
+                    std::process::abort();
+                }
+            }
+        }
+    }
+
+    pub(crate) fn lock_control(&self, cpu: usize) -> MutexGuard<'_, Control> {
+        // A poisoned lock can only come from a panic in endio's own code
+        // between lock and unlock (handlers run unlocked); the state is
+        // consistent at every unlock point, so go on.
+        self.cpus[cpu]
+            .control
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Step 6: one drain run of `cpu`'s batch in the calling thread as
+    /// `role`, under `budget` (`None`: until empty). Counts what it does.
+    pub(crate) fn drain(&self, cpu: usize, role: Role, budget: Option<Budget>) -> (RunEnd, u64) {
+        let per_cpu = &self.cpus[cpu];
+        let counters = &*per_cpu.drain_counters;
+        let mut control = self.lock_control(cpu);
+        if !may_drain(role, control.state) {
+            return (RunEnd::Disabled, 0);
+        }
+        if control.drainer.is_some() {
+            return (RunEnd::Busy, 0);
+        }
+        let token = control.next_token;
+        control.next_token += 1;
+        control.drainer = Some(Drainer {
+            token,
+            role,
+            handler_since: None,
+        });
+        let start = Instant::now();
+        let mut last = start;
+        let mut ran: u64 = 0;
+        let mut handler_ns_max: u64 = 0;
+        let end = loop {
+            // A down_prep stops a worker or rescuer at a handler boundary.
+            if !may_drain(role, control.state) {
+                break RunEnd::Disabled;
+            }
+            if control.batch.is_empty() {
+                let taken = per_cpu.hot.queue.take_all();
+                if taken.is_empty() {
+                    break RunEnd::Empty;
+                }
+                stats::add_single_writer(&counters.batches, 1);
+                stats::max_single_writer(&counters.batch_len_max, taken.len() as u64);
+                control.batch = taken;
+            }
+            if let Some(budget) = budget
+                && (ran >= u64::from(budget.handlers_max)
+                    || last.duration_since(start) >= budget.time_max)
+            {
+                break RunEnd::BudgetSpent;
+            }
+            let Some(bio) = control.batch.pop_front() else {
+                continue;
+            };
+            #[cfg(all(test, shuttle, not(loom)))]
+            super::shuttle_tests::on_pop(cpu, role);
+            if let Some(d) = control.drainer.as_mut() {
+                d.handler_since = Some(last);
+            }
+            drop(control);
+            context::with_draining_cpu(cpu, || self.run_contained(bio, cpu));
+            self.count_handler(cpu, role);
+            control = self.lock_control(cpu);
+            match control.drainer.as_mut() {
+                Some(d) if d.token == token => d.handler_since = None,
+                // Revoked while in the handler: someone else drains now.
+                _ => return (RunEnd::Revoked, ran + 1),
+            }
+            let now = Instant::now();
+            handler_ns_max = handler_ns_max.max(nanos(now.duration_since(last)));
+            last = now;
+            ran += 1;
+        };
+        // Still the token holder: the single-writer counters are ours.
+        if end == RunEnd::BudgetSpent {
+            stats::add_single_writer(&counters.requeues, 1);
+        }
+        // Runs under a budget only: `cpu_dead` and shutdown drain everything.
+        if budget.is_some() {
+            stats::max_single_writer(&counters.run_len_max, ran);
+            stats::max_single_writer(&counters.run_ns_max, nanos(last.duration_since(start)));
+        }
+        stats::max_single_writer(&counters.handler_ns_max, handler_ns_max);
+        control.drainer = None;
+        drop(control);
+        per_cpu.drained.notify_all();
+        (end, ran)
+    }
+
+    fn count_handler(&self, cpu: usize, role: Role) {
+        let per_cpu = &self.cpus[cpu];
+        // Any drainer may count, a revoked one included: an atomic add.
+        // Release: see `stats::add_single_writer`.
+        per_cpu
+            .drain_counters
+            .handlers
+            .fetch_add(1, Ordering::Release);
+        match role {
+            Role::Rescuer => stats::add_shared(&per_cpu.lifecycle_counters.rescued, 1),
+            Role::Dead => stats::add_shared(&per_cpu.lifecycle_counters.drained, 1),
+            Role::Worker | Role::Shutdown => {}
+        }
+    }
+
+    fn lock_lifecycle(&self) -> MutexGuard<'_, ()> {
+        self.lifecycle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn check_cpu(&self, cpu: usize) -> Result<(), HotplugError> {
+        if cpu < self.cpus.len() {
+            Ok(())
+        } else {
+            Err(HotplugError::NoSuchCpu {
+                cpu,
+                possible: self.cpus.len(),
+            })
+        }
+    }
+
+    /// `cpu_online`: enables the CPU's work (starting its worker if it never
+    /// had one) and, if its batch is not empty, requeues the worker: the fix
+    /// for review Q4, where a rolled-back offline left bios that no push
+    /// would ever wake a worker for.
+    pub(crate) fn cpu_online(&self, cpu: usize) -> Result<(), HotplugError> {
+        self.bring_online(cpu, true)
+    }
+
+    /// `cpu_online`, counted as a hotplug event or not (the CPUs online at
+    /// start are not events).
+    pub(crate) fn bring_online(&self, cpu: usize, counted: bool) -> Result<(), HotplugError> {
+        self.check_cpu(cpu)?;
+        let _lifecycle = self.lock_lifecycle();
+        let per_cpu = &self.cpus[cpu];
+        if per_cpu.worker.get().is_none() {
+            self.spawn_worker(cpu)?;
+        }
+        let counters = &per_cpu.lifecycle_counters;
+        let mut control = self.lock_control(cpu);
+        match control.state {
+            CpuState::Online => return Ok(()),
+            CpuState::DownPrepared => stats::add_shared(&counters.rollbacks, 1),
+            CpuState::Dead => {
+                per_cpu.hot.queue.open();
+                if counted {
+                    stats::add_shared(&counters.onlines, 1);
+                    // The CPU was away: the kernel broke the worker's
+                    // affinity and does not restore it. Release: the
+                    // worker's Acquire swap sees the state change too.
+                    per_cpu.repin.store(true, Ordering::Release);
+                }
+            }
+        }
+        control.state = CpuState::Online;
+        let pending = !control.batch.is_empty() || !per_cpu.hot.queue.is_empty();
+        drop(control);
+        if pending {
+            stats::add_shared(&counters.requeued_on_online, 1);
+        }
+        if let Some(worker) = per_cpu.worker.get() {
+            worker.unpark();
+        }
+        Ok(())
+    }
+
+    /// `cpu_down_prep`: disables the CPU's work and waits until no drain of
+    /// it is in progress (`disable_delayed_work_sync`). Producers on the CPU
+    /// keep succeeding; what they push waits for `cpu_dead` or `cpu_online`.
+    pub(crate) fn cpu_down_prep(&self, cpu: usize) -> Result<(), HotplugError> {
+        self.check_cpu(cpu)?;
+        let _lifecycle = self.lock_lifecycle();
+        let others_online = (0..self.cpus.len())
+            .filter(|&c| c != cpu && self.lock_control(c).state == CpuState::Online)
+            .count();
+        let per_cpu = &self.cpus[cpu];
+        let mut control = self.lock_control(cpu);
+        if control.state != CpuState::Online {
+            return Err(HotplugError::NotOnline { cpu });
+        }
+        if others_online == 0 {
+            return Err(HotplugError::LastCpu { cpu });
+        }
+        control.state = CpuState::DownPrepared;
+        stats::add_shared(&per_cpu.lifecycle_counters.down_preps, 1);
+        // A drain in progress stops at its next handler boundary; a stalled
+        // one is revoked by the watchdog, which releases the token too.
+        while control.drainer.is_some() {
+            control = per_cpu
+                .drained
+                .wait(control)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        Ok(())
+    }
+
+    /// `cpu_dead`: closes the CPU's queue and runs everything it held in the
+    /// calling thread (task context). Later pushes on that CPU go elsewhere.
+    pub(crate) fn cpu_dead(&self, cpu: usize) -> Result<u64, HotplugError> {
+        self.check_cpu(cpu)?;
+        let _lifecycle = self.lock_lifecycle();
+        let per_cpu = &self.cpus[cpu];
+        {
+            let mut control = self.lock_control(cpu);
+            if control.state != CpuState::DownPrepared {
+                return Err(HotplugError::NotDownPrepared { cpu });
+            }
+            let rest = per_cpu.hot.queue.close();
+            control.batch.append(rest);
+            control.state = CpuState::Dead;
+        }
+        stats::add_shared(&per_cpu.lifecycle_counters.deads, 1);
+        let mut total = 0;
+        loop {
+            // Busy only while a revoked rescue is being handed over; the
+            // token is released within one handler.
+            match self.drain(cpu, Role::Dead, None) {
+                (RunEnd::Busy, _) => thread::yield_now(),
+                (_, ran) => {
+                    total += ran;
+                    return Ok(total);
+                }
+            }
+        }
+    }
+
+    /// The watchdog's check (the workqueue rescuer's trigger): every drainer
+    /// that has been inside one handler for `stall_timeout` or longer loses
+    /// its token, and if its CPU is online and has work left, a rescue thread
+    /// drains it. Returns the number of rescues started.
+    pub(crate) fn rescue_stalled(&self, now: Instant, stall_timeout: Duration) -> usize {
+        let mut rescues = 0;
+        for (cpu, per_cpu) in self.cpus.iter().enumerate() {
+            let mut control = self.lock_control(cpu);
+            let Some(stalled) = control.drainer.filter(|d| {
+                d.handler_since
+                    .is_some_and(|since| now.saturating_duration_since(since) >= stall_timeout)
+            }) else {
+                continue;
+            };
+            tracing::debug!(cpu, role = ?stalled.role, ?stall_timeout, "a drainer is stalled inside a handler; rescuing its CPU");
+            control.drainer = None;
+            let work_left = !control.batch.is_empty() || !per_cpu.hot.queue.is_empty();
+            let online = control.state == CpuState::Online;
+            drop(control);
+            per_cpu.drained.notify_all();
+            if online && work_left {
+                stats::add_shared(&per_cpu.lifecycle_counters.rescues, 1);
+                if let Err(e) = self.spawn_rescuer(cpu) {
+                    tracing::error!(cpu, error = %e, "cannot start an endio rescue thread; the stalled CPU's batch waits for its worker");
+                }
+                rescues += 1;
+            }
+        }
+        rescues
+    }
+
+    fn self_arc(&self) -> Arc<Shared> {
+        self.this
+            .get()
+            .and_then(std::sync::Weak::upgrade)
+            .expect("Shared is alive while one of its methods runs")
+    }
+
+    pub(crate) fn spawn(
+        &self,
+        name: String,
+        f: impl FnOnce(Arc<Shared>) + Send + 'static,
+    ) -> std::io::Result<thread::Thread> {
+        let shared = self.self_arc();
+        let join = thread::Builder::new().name(name).spawn(move || f(shared))?;
+        let thread = join.thread().clone();
+        self.threads
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(join);
+        Ok(thread)
+    }
+
+    /// Starts the worker of `cpu` and registers it, before its queue opens.
+    pub(crate) fn spawn_worker(&self, cpu: usize) -> Result<(), HotplugError> {
+        let thread = self
+            .spawn(format!("endio-worker/{cpu}"), move |shared| {
+                super::worker::worker_main(shared, cpu)
+            })
+            .map_err(|source| HotplugError::Spawn { cpu, source })?;
+        let _ = self.cpus[cpu].worker.set(thread);
+        Ok(())
+    }
+
+    fn spawn_rescuer(&self, cpu: usize) -> std::io::Result<()> {
+        self.spawn(format!("endio-rescue/{cpu}"), move |shared| {
+            super::worker::rescuer_main(&shared, cpu)
+        })
+        .map(|_| ())
+    }
+
+    /// The CPUs whose work is enabled.
+    pub(crate) fn online_cpus(&self) -> Vec<usize> {
+        (0..self.cpus.len())
+            .filter(|&c| self.lock_control(c).state == CpuState::Online)
+            .collect()
+    }
+
+    pub(crate) fn stats(&self) -> StatsSnapshot {
+        let mut total = Stats::default();
+        let mut per_cpu = Vec::new();
+        for (cpu, pc) in self.cpus.iter().enumerate() {
+            let mut s = stats::snapshot(&pc.hot.counters, &pc.drain_counters);
+            let l = &pc.lifecycle_counters;
+            let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+            s.onlines = r(&l.onlines);
+            s.down_preps = r(&l.down_preps);
+            s.deads = r(&l.deads);
+            s.rollbacks = r(&l.rollbacks);
+            s.requeued_on_online = r(&l.requeued_on_online);
+            s.rescues = r(&l.rescues);
+            s.rescued = r(&l.rescued);
+            s.drained = r(&l.drained);
+            s.redirected = r(&l.redirected);
+            s.repins = r(&l.repins);
+            if s != Stats::default() || pc.worker.get().is_some() {
+                per_cpu.push(CpuStats { cpu, stats: s });
+            }
+            total.accumulate(&s);
+        }
+        StatsSnapshot { total, per_cpu }
+    }
+
+    /// Stops everything: workers and other threads are told to stop and
+    /// joined (a thread that is itself running this is skipped), then every
+    /// CPU is drained in the calling thread.
+    pub(crate) fn shut_down(&self) {
+        // Release: the threads' Acquire loads see everything before it.
+        self.shutdown.store(true, Ordering::Release);
+        let me = thread::current().id();
+        loop {
+            let threads = std::mem::take(
+                &mut *self
+                    .threads
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            );
+            if threads.is_empty() {
+                break;
+            }
+            for t in &threads {
+                t.thread().unpark();
+            }
+            for t in threads {
+                // The last handle can be dropped by a handler on one of our
+                // threads; that thread finishes on its own.
+                if t.thread().id() != me {
+                    let _ = t.join();
+                }
+            }
+        }
+        for (cpu, per_cpu) in self.cpus.iter().enumerate() {
+            while self.drain(cpu, Role::Shutdown, None).0 == RunEnd::Busy {
+                if per_cpu.worker.get().map(|t| t.id()) == Some(me) {
+                    break;
+                }
+                thread::yield_now();
+            }
+        }
+    }
+}
+
+/// Whether `role` may drain a CPU in `state`.
+fn may_drain(role: Role, state: CpuState) -> bool {
+    match role {
+        Role::Worker | Role::Rescuer => state == CpuState::Online,
+        Role::Dead => state == CpuState::Dead,
+        Role::Shutdown => true,
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "(a panic payload that is not a string)"
+    }
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("cpus", &self.cpus.len())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
