@@ -325,12 +325,15 @@ impl Shared {
             }
             drop(control);
             context::with_draining_cpu(cpu, || self.run_contained(bio, cpu));
-            self.count_handler(cpu, role);
             control = self.lock_control(cpu);
             match control.drainer.as_mut() {
                 Some(d) if d.token == token => d.handler_since = None,
                 // Revoked while in the handler: someone else drains now.
-                _ => return (RunEnd::Revoked, ran + 1),
+                _ => {
+                    drop(control);
+                    self.count_handlers(cpu, role, ran + 1);
+                    return (RunEnd::Revoked, ran + 1);
+                }
             }
             let now = Instant::now();
             handler_ns_max = handler_ns_max.max(nanos(now.duration_since(last)));
@@ -347,23 +350,31 @@ impl Shared {
             stats::max_single_writer(&counters.run_ns_max, nanos(last.duration_since(start)));
         }
         stats::max_single_writer(&counters.handler_ns_max, handler_ns_max);
+        // Counted before the token goes, so that whoever sees the drain over
+        // (down_prep, a test waiting for quiescence) sees its handlers too.
+        self.count_handlers(cpu, role, ran);
         control.drainer = None;
         drop(control);
         per_cpu.drained.notify_all();
         (end, ran)
     }
 
-    fn count_handler(&self, cpu: usize, role: Role) {
+    /// Counts `n` handlers run by one drain run, once per run (a run is at
+    /// most one budget long).
+    fn count_handlers(&self, cpu: usize, role: Role, n: u64) {
+        if n == 0 {
+            return;
+        }
         let per_cpu = &self.cpus[cpu];
         // Any drainer may count, a revoked one included: an atomic add.
         // Release: see `stats::add_single_writer`.
         per_cpu
             .drain_counters
             .handlers
-            .fetch_add(1, Ordering::Release);
+            .fetch_add(n, Ordering::Release);
         match role {
-            Role::Rescuer => stats::add_shared(&per_cpu.lifecycle_counters.rescued, 1),
-            Role::Dead => stats::add_shared(&per_cpu.lifecycle_counters.drained, 1),
+            Role::Rescuer => stats::add_shared(&per_cpu.lifecycle_counters.rescued, n),
+            Role::Dead => stats::add_shared(&per_cpu.lifecycle_counters.drained, n),
             Role::Worker | Role::Shutdown => {}
         }
     }
