@@ -270,7 +270,7 @@ fn bad_names_are_refused() {
     let output = model(&["--design", "v7"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("v6, v6-fixed, merged or all"), "{stderr}");
+    assert!(stderr.contains("v6, v6-fixed, merged, endio or all"), "{stderr}");
     let output = model(&["--question", "q9"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -11,12 +11,19 @@
 
 pub mod bio;
 pub mod context;
+#[cfg(not(any(loom, shuttle)))]
+pub mod io;
 pub(crate) mod sync;
 pub mod sys;
 pub mod task;
 
 pub use bio::{Bio, BioFlags, Buf, EndedBio, Op};
 pub use context::ContextPolicy;
+#[cfg(not(any(loom, shuttle)))]
+pub use io::{
+    Backend, Device, DeviceKind, Engine, EngineBuilder, EngineError, OpenError, OpenOptions,
+    SubmitError, SubmitErrorKind, Verifier, VerifyError, VerifyStats,
+};
 pub use task::{
     Adaptive, Batching, Budget, BuildError, Completed, Completer, CpuStats, HotplugError,
     PanicPolicy, Stats, StatsSnapshot,

@@ -1,0 +1,388 @@
+//! A lane: the path from submitters to one backend thread (or pool), and the
+//! pieces every backend shares: in-flight slots, the inbox, the doorbell,
+//! the request and its completion.
+//!
+//! # Invariants
+//!
+//! 1. A request enters a lane only with a slot of that lane: the submitter
+//!    takes the slot first ([`Slots::try_acquire`]), then pushes. The inbox
+//!    has as many places as the lane has slots, so the push cannot fail, and
+//!    the requests of a lane (queued, in the kernel, being completed) never
+//!    outnumber its slots. That bounds the io_uring submission and
+//!    completion queues too (see `uring.rs`).
+//! 2. A slot is given back by the backend thread once the request's result
+//!    is known, *before* the handler runs, so a handler that resubmits from
+//!    the reaper (atomic context, which may not wait) finds room.
+//! 3. Waits are futex waits with a timeout and a re-check: a lost wakeup
+//!    would cost at most one timeout, and the argument below shows there is
+//!    none; nothing spins.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering, fence};
+use std::time::Duration;
+
+use crossbeam_queue::ArrayQueue;
+
+use super::device::DeviceShared;
+use crate::bio::Bio;
+use crate::sys::{self, EventFd};
+use crate::task::Completer;
+
+/// One I/O on its way through a backend.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub(crate) bio: Bio,
+    /// Keeps the file (or memory) open while the I/O is in flight.
+    pub(crate) dev: Arc<DeviceShared>,
+    /// `RWF_*` flags for `preadv2`/`pwritev2` and io_uring's `rw_flags`
+    /// (e.g. `RWF_DONTCACHE`, 0x80), per I/O.
+    pub(crate) rw_flags: i32,
+}
+
+impl Request {
+    /// Bytes to transfer: the buffer as it is now (a caller may have
+    /// truncated it after building the bio).
+    pub(crate) fn transfer_len(&self) -> usize {
+        self.bio.buf().len()
+    }
+}
+
+/// Completes `req` with `res` (bytes, or a negated errno): records the
+/// result, hands the bio to `completer.endio()` and then counts the I/O done
+/// on its device.
+///
+/// Called only inside a `context::atomic()` section by a backend thread. The
+/// device's reference is dropped before the in-flight count falls, so a
+/// `drain` that sees zero knows no backend thread holds the device any more
+/// (and the file is closed by the user's thread, never by a reaper).
+pub(crate) fn complete(completer: &Completer, req: Request, res: i64) {
+    let Request { mut bio, dev, .. } = req;
+    bio.set_raw_result(res);
+    completer.endio(bio);
+    let inflight = Arc::clone(&dev.inflight);
+    drop(dev);
+    inflight.done();
+}
+
+/// In-flight slots of a lane: a counting semaphore on a futex word.
+#[derive(Debug)]
+pub(crate) struct Slots {
+    free: AtomicU32,
+    capacity: u32,
+    /// Submitters sleeping in `wait`; the releaser wakes only if non-zero.
+    waiters: AtomicU32,
+}
+
+impl Slots {
+    pub(crate) fn new(capacity: u32) -> Slots {
+        Slots {
+            free: AtomicU32::new(capacity),
+            capacity,
+            waiters: AtomicU32::new(0),
+        }
+    }
+
+    pub(crate) fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    /// Takes a slot if one is free; never blocks.
+    pub(crate) fn try_acquire(&self) -> bool {
+        let mut free = self.free.load(Ordering::Relaxed);
+        loop {
+            if free == 0 {
+                return false;
+            }
+            // SeqCst: ordered before the submitter's load of `closed` (the
+            // shutdown argument in `mod.rs`).
+            match self.free.compare_exchange_weak(
+                free,
+                free - 1,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => free = now,
+            }
+        }
+    }
+
+    /// Gives back `n` slots and wakes sleeping submitters.
+    ///
+    /// No lost wakeup: a waiter increments `waiters` and then sleeps only
+    /// while `free` is 0 (checked atomically by the kernel). Both sides are
+    /// SeqCst, so either this load sees the waiter, or the waiter's check
+    /// comes after this `fetch_add` in the total order and sees `free > 0`.
+    pub(crate) fn release(&self, n: u32) {
+        if n == 0 {
+            return;
+        }
+        self.free.fetch_add(n, Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            sys::futex_wake(&self.free, u32::MAX);
+        }
+    }
+
+    /// Sleeps until a slot may be free, at most `timeout`.
+    pub(crate) fn wait(&self, timeout: Duration) {
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        if self.free.load(Ordering::SeqCst) == 0 {
+            sys::futex_wait(&self.free, 0, timeout);
+        }
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Whether no request holds a slot.
+    pub(crate) fn all_free(&self) -> bool {
+        // SeqCst: the other half of the shutdown argument in `mod.rs`.
+        self.free.load(Ordering::SeqCst) == self.capacity
+    }
+
+    /// Slots taken (requests queued, in the kernel, or being completed).
+    pub(crate) fn in_use(&self) -> u32 {
+        self.capacity
+            .saturating_sub(self.free.load(Ordering::Relaxed))
+    }
+}
+
+/// Wakes a backend thread that sleeps on a futex word (the thread-pool and
+/// null backends).
+///
+/// Consumer: `sleepers += 1; seq0 = seq; fence; if no work { futex_wait(seq,
+/// seq0) }; sleepers -= 1`. Producer: `push; fence; if sleepers > 0 { seq +=
+/// 1; futex_wake }`. If the producer's load misses the sleeper, the
+/// sleeper's fence comes after the producer's in the SeqCst order and its
+/// work check sees the push; if it sees the sleeper, the `seq` bump either
+/// precedes the sleeper's read of `seq` (then the push happens-before its
+/// work check) or makes its `futex_wait` return.
+#[derive(Debug, Default)]
+pub(crate) struct Doorbell {
+    seq: AtomicU32,
+    sleepers: AtomicU32,
+}
+
+impl Doorbell {
+    /// After a push: wakes one sleeper, if any.
+    pub(crate) fn ring(&self) {
+        fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            self.seq.fetch_add(1, Ordering::SeqCst);
+            sys::futex_wake(&self.seq, 1);
+        }
+    }
+
+    /// Wakes every sleeper (shutdown).
+    pub(crate) fn ring_all(&self) {
+        self.seq.fetch_add(1, Ordering::SeqCst);
+        sys::futex_wake(&self.seq, u32::MAX);
+    }
+
+    /// Sleeps unless `has_work()`, at most `timeout`.
+    pub(crate) fn sleep(&self, has_work: impl Fn() -> bool, timeout: Duration) {
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        let seq = self.seq.load(Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if !has_work() {
+            sys::futex_wait(&self.seq, seq, timeout);
+        }
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Wakes an io_uring reaper that sleeps in `io_uring_enter`: it keeps a read
+/// of `efd` in flight, and a submitter that finds it asleep bumps the
+/// eventfd. The `sleeping` flag spares the system call while the reaper is
+/// busy (the common case under load): the reaper sets it, fences and looks
+/// at the inbox once more before it waits; a submitter pushes, fences and
+/// looks at the flag. SeqCst on both sides: one of them sees the other.
+#[derive(Debug)]
+pub(crate) struct RingBell {
+    pub(crate) efd: EventFd,
+    pub(crate) sleeping: AtomicBool,
+}
+
+impl RingBell {
+    pub(crate) fn ring(&self) {
+        fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::SeqCst) && self.sleeping.swap(false, Ordering::SeqCst) {
+            self.efd.notify();
+        }
+    }
+}
+
+/// How a lane's thread is woken.
+#[derive(Debug)]
+pub(crate) enum Bell {
+    Futex(Doorbell),
+    Ring(RingBell),
+}
+
+impl Bell {
+    pub(crate) fn ring(&self) {
+        match self {
+            Bell::Futex(d) => d.ring(),
+            Bell::Ring(r) => r.ring(),
+        }
+    }
+
+    pub(crate) fn ring_all(&self) {
+        match self {
+            Bell::Futex(d) => d.ring_all(),
+            Bell::Ring(r) => r.efd.notify(),
+        }
+    }
+
+    pub(crate) fn doorbell(&self) -> &Doorbell {
+        match self {
+            Bell::Futex(d) => d,
+            Bell::Ring(_) => unreachable!("a ring lane has no futex doorbell"),
+        }
+    }
+
+    pub(crate) fn ring_bell(&self) -> &RingBell {
+        match self {
+            Bell::Ring(r) => r,
+            Bell::Futex(_) => unreachable!("a futex lane has no eventfd"),
+        }
+    }
+}
+
+/// One lane: slots, the inbox and the bell of one backend thread (or of the
+/// pool).
+#[derive(Debug)]
+pub(crate) struct Lane {
+    /// The CPU the lane's thread is pinned to (`None`: unpinned pool).
+    pub(crate) cpu: Option<usize>,
+    pub(crate) slots: Slots,
+    pub(crate) inbox: ArrayQueue<Request>,
+    pub(crate) bell: Bell,
+}
+
+impl Lane {
+    pub(crate) fn new(cpu: Option<usize>, depth: u32, bell: Bell) -> Lane {
+        Lane {
+            cpu,
+            slots: Slots::new(depth),
+            inbox: ArrayQueue::new(depth as usize),
+            bell,
+        }
+    }
+}
+
+/// In-flight I/O of one device, for `Device::drain`.
+#[derive(Debug, Default)]
+pub(crate) struct Inflight {
+    count: AtomicU32,
+    drainers: AtomicU32,
+}
+
+impl Inflight {
+    pub(crate) fn add(&self) {
+        // SeqCst like every access of `count`, so the zero-crossing argument
+        // of `done` needs no case analysis.
+        self.count.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// One I/O is done (or was refused after `add`). Wakes drainers when the
+    /// count reaches zero; the SeqCst pair `count`/`drainers` is the same
+    /// argument as in [`Slots::release`].
+    pub(crate) fn done(&self) {
+        if self.count.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.drainers.load(Ordering::SeqCst) > 0
+        {
+            sys::futex_wake(&self.count, u32::MAX);
+        }
+    }
+
+    pub(crate) fn get(&self) -> u32 {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the count is zero; `false` if `timeout` passed first
+    /// (`None`: no limit).
+    pub(crate) fn wait_zero(&self, timeout: Option<Duration>) -> bool {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        self.drainers.fetch_add(1, Ordering::SeqCst);
+        let drained = loop {
+            let count = self.count.load(Ordering::SeqCst);
+            if count == 0 {
+                break true;
+            }
+            // Each sleep is bounded, so a count that falls to zero and rises
+            // again before we look (concurrent submitters) costs at most one
+            // period before the next look.
+            let mut period = Duration::from_millis(100);
+            if let Some(deadline) = deadline {
+                let now = std::time::Instant::now();
+                if now >= deadline {
+                    break false;
+                }
+                period = period.min(deadline - now);
+            }
+            sys::futex_wait(&self.count, count, period);
+        };
+        self.drainers.fetch_sub(1, Ordering::SeqCst);
+        drained
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_count_and_wake() {
+        let slots = Arc::new(Slots::new(2));
+        assert!(slots.try_acquire());
+        assert!(slots.try_acquire());
+        assert!(!slots.try_acquire());
+        assert_eq!(slots.in_use(), 2);
+        let waiter = {
+            let slots = Arc::clone(&slots);
+            std::thread::spawn(move || {
+                while !slots.try_acquire() {
+                    slots.wait(Duration::from_secs(10));
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(5));
+        slots.release(1);
+        waiter.join().unwrap();
+        slots.release(2);
+        assert!(slots.all_free());
+    }
+
+    #[test]
+    fn doorbell_wakes_a_sleeper() {
+        let bell = Arc::new(Doorbell::default());
+        let flag = Arc::new(AtomicBool::new(false));
+        let sleeper = {
+            let (bell, flag) = (Arc::clone(&bell), Arc::clone(&flag));
+            std::thread::spawn(move || {
+                while !flag.load(Ordering::SeqCst) {
+                    bell.sleep(|| flag.load(Ordering::SeqCst), Duration::from_secs(10));
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(5));
+        flag.store(true, Ordering::SeqCst);
+        bell.ring();
+        sleeper.join().unwrap();
+    }
+
+    #[test]
+    fn inflight_drains() {
+        let inflight = Arc::new(Inflight::default());
+        inflight.add();
+        assert!(!inflight.wait_zero(Some(Duration::from_millis(1))));
+        let done = {
+            let inflight = Arc::clone(&inflight);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(5));
+                inflight.done();
+            })
+        };
+        assert!(inflight.wait_zero(None));
+        done.join().unwrap();
+    }
+}

@@ -1,0 +1,108 @@
+//! The thread-pool backend: `pread`/`pwrite`/`fdatasync` on a small pool of
+//! threads, for kernels and sandboxes without io_uring.
+//!
+//! One lane (one inbox, `queue_depth` slots) feeds every pool thread; a
+//! thread takes one request at a time, performs it with a blocking system
+//! call, gives the slot back and completes the request inside
+//! `context::atomic()`, exactly like an io_uring reaper: to the completer a
+//! pool thread is an interrupt. Idle threads sleep on the lane's futex
+//! doorbell; a submitter wakes one.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rustix::io::ReadWriteFlags;
+
+use super::EngineShared;
+use super::lane::{Request, complete};
+use crate::bio::Op;
+use crate::context;
+
+/// Starts pool thread `index` of the (single) lane.
+pub(crate) fn spawn(
+    shared: Arc<EngineShared>,
+    index: usize,
+) -> io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("endio-pool/{index}"))
+        .spawn(move || pool_main(&shared))
+}
+
+fn pool_main(shared: &EngineShared) {
+    let lane = &shared.lanes[0];
+    let bell = lane.bell.doorbell();
+    loop {
+        // SeqCst: pairs with the store in `EngineShared::shutdown`.
+        let closed = shared.closed.load(Ordering::SeqCst);
+        if let Some(mut req) = lane.inbox.pop() {
+            let res = if closed {
+                -i64::from(libc::ECANCELED)
+            } else {
+                perform(&mut req)
+            };
+            lane.slots.release(1);
+            let _atomic = context::atomic();
+            complete(&shared.completer, req, res);
+            continue;
+        }
+        if closed && lane.slots.all_free() {
+            return;
+        }
+        let timeout = if closed {
+            Duration::from_millis(1)
+        } else {
+            Duration::from_millis(100)
+        };
+        // `closed` is checked too: a shutdown between the load above and
+        // the sleep bumps the doorbell after setting it (see `Doorbell`).
+        bell.sleep(
+            || !lane.inbox.is_empty() || shared.closed.load(Ordering::SeqCst),
+            timeout,
+        );
+    }
+}
+
+/// Performs one request with blocking system calls: bytes transferred, or a
+/// negated errno.
+fn perform(req: &mut Request) -> i64 {
+    let Some(file) = req.dev.file() else {
+        return -i64::from(libc::EBADF);
+    };
+    let fd = file.as_fd();
+    let offset = req.bio.offset();
+    let flags = ReadWriteFlags::from_bits_retain(req.rw_flags as u32);
+    let len = req.transfer_len();
+    let result = loop {
+        let r = match req.bio.op() {
+            Op::Read => {
+                let buf = &mut req.bio.buf_mut()[..len];
+                if flags.is_empty() {
+                    rustix::io::pread(fd, buf, offset)
+                } else {
+                    rustix::io::preadv2(fd, &mut [io::IoSliceMut::new(buf)], offset, flags)
+                }
+            }
+            Op::Write => {
+                let buf = &req.bio.buf()[..len];
+                if flags.is_empty() {
+                    rustix::io::pwrite(fd, buf, offset)
+                } else {
+                    rustix::io::pwritev2(fd, &[io::IoSlice::new(buf)], offset, flags)
+                }
+            }
+            Op::Flush => rustix::fs::fdatasync(fd).map(|()| 0),
+            Op::Nop => Ok(0),
+        };
+        match r {
+            Err(rustix::io::Errno::INTR) => continue,
+            other => break other,
+        }
+    };
+    match result {
+        Ok(n) => i64::try_from(n).unwrap_or(i64::MAX),
+        Err(e) => -i64::from(e.raw_os_error()),
+    }
+}

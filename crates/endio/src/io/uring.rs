@@ -1,0 +1,355 @@
+//! The io_uring backend: one ring per CPU, owned by one reaper thread pinned
+//! to that CPU.
+//!
+//! # Why the reaper also submits
+//!
+//! fio's io_uring engine asks for `IORING_SETUP_SINGLE_ISSUER |
+//! IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN`: one task submits
+//! and reaps, completions run as deferred task work when that task enters the
+//! kernel to wait, and the kernel never interrupts it with IPIs to run task
+//! work. Those flags require a single issuer per ring, while a [`Device`] is
+//! shared by any number of threads. So submitters do not enter the kernel:
+//! they put their request into the lane's bounded inbox and ring its bell,
+//! and the ring's reaper thread, the one task that touches the ring, moves
+//! the inbox into SQEs and submits the whole batch with one
+//! `io_uring_enter`, which also waits for completions. That gives the three
+//! fio flags (falling back to fewer on kernels that refuse them, see
+//! [`SETUPS`]), batched submission for free, and no lock around the
+//! submission queue.
+//!
+//! The reaper sleeps in `io_uring_enter(GETEVENTS)`; it keeps a read of its
+//! lane's eventfd in flight, which a submitter completes by bumping the
+//! eventfd when it finds the reaper asleep (see `lane::RingBell`).
+//!
+//! # Bounds
+//!
+//! A lane has `queue_depth` slots (`lane.rs`, invariant 1), so at most
+//! `queue_depth` requests are in the reaper's slab; the SQ has at least
+//! `queue_depth + 2` entries (the +2: the eventfd read and one cancel), so a
+//! push into the SQ never fails, and the CQ has twice the SQ's entries, so
+//! it never overflows.
+//!
+//! # Shutdown
+//!
+//! Once the engine is closed, requests still in the inbox complete with
+//! `ECANCELED` without being issued; requests in the kernel are waited for,
+//! and after `shutdown_grace` an `IORING_OP_ASYNC_CANCEL` of any request is
+//! issued once, so what the kernel can cancel completes with `ECANCELED`.
+//! The reaper leaves once its lane holds no slot.
+//!
+//! [`Device`]: crate::Device
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{Ordering, fence};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
+
+use super::EngineShared;
+use super::lane::{Request, complete};
+use crate::bio::Op;
+use crate::context;
+
+/// `user_data` of the eventfd read.
+const WAKE: u64 = u64::MAX;
+/// `user_data` of the shutdown cancel.
+const CANCEL: u64 = u64::MAX - 1;
+
+/// Ring setups tried in order until the kernel accepts one: fio's flags,
+/// then fewer for older kernels (`DEFER_TASKRUN` needs 6.1, `SINGLE_ISSUER`
+/// 6.0, `COOP_TASKRUN` 5.19).
+/// `TASKRUN_FLAG` rides along with `COOP_TASKRUN`: the kernel then marks
+/// the SQ when task work is pending, so a submit that does not wait still
+/// runs deferred completions (`GETEVENTS`) instead of leaving them for the
+/// next wait.
+pub(crate) const SETUPS: [(&str, bool, bool, bool); 4] = [
+    (
+        "COOP_TASKRUN|TASKRUN_FLAG|SINGLE_ISSUER|DEFER_TASKRUN",
+        true,
+        true,
+        true,
+    ),
+    ("COOP_TASKRUN|TASKRUN_FLAG|SINGLE_ISSUER", true, true, false),
+    ("COOP_TASKRUN|TASKRUN_FLAG", true, false, false),
+    ("none", false, false, false),
+];
+
+/// Builds the ring with the first setup the kernel takes.
+fn build_ring(entries: u32) -> io::Result<(IoUring, &'static str)> {
+    let mut last = None;
+    for &(name, coop, single, defer) in &SETUPS {
+        let mut b = IoUring::builder();
+        b.setup_clamp().setup_cqsize(entries * 2);
+        if coop {
+            b.setup_coop_taskrun().setup_taskrun_flag();
+        }
+        if single {
+            b.setup_single_issuer();
+        }
+        if defer {
+            b.setup_defer_taskrun();
+        }
+        match b.build(entries) {
+            Ok(ring) => return Ok((ring, name)),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EINVAL)))
+}
+
+/// Starts the reaper of lane `lane`; it reports its ring setup (or why it
+/// has none) on `setup`.
+pub(crate) fn spawn(
+    shared: Arc<EngineShared>,
+    lane: usize,
+    setup: mpsc::Sender<io::Result<&'static str>>,
+) -> io::Result<std::thread::JoinHandle<()>> {
+    let cpu = shared.lanes[lane].cpu;
+    let name = match cpu {
+        Some(cpu) => format!("endio-uring/{cpu}"),
+        None => format!("endio-uring/l{lane}"),
+    };
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || reaper_main(&shared, lane, &setup))
+}
+
+/// The reaper's private state.
+struct Reaper {
+    /// Requests in the kernel, indexed by `user_data`.
+    slab: Vec<Option<Request>>,
+    free: Vec<u32>,
+    in_kernel: u32,
+    wake_armed: bool,
+    /// The eventfd read's target; lives as long as the ring (declared
+    /// first, dropped after it) and is never moved (boxed).
+    wake_buf: Box<[u8; 8]>,
+}
+
+fn reaper_main(
+    shared: &Arc<EngineShared>,
+    lane_index: usize,
+    setup: &mpsc::Sender<io::Result<&'static str>>,
+) {
+    let lane = &shared.lanes[lane_index];
+    if let Some(cpu) = lane.cpu
+        && shared.config.pin
+        && let Err(e) = crate::sys::pin_current_thread(cpu)
+    {
+        tracing::warn!(cpu, error = %e, "endio io_uring reaper could not pin itself to its CPU; it runs unpinned");
+    }
+    let depth = lane.slots.capacity();
+    let mut state = Reaper {
+        slab: (0..depth).map(|_| None).collect(),
+        free: (0..depth).rev().collect(),
+        in_kernel: 0,
+        wake_armed: false,
+        wake_buf: Box::new([0u8; 8]),
+    };
+    // The ring is made here: with SINGLE_ISSUER its creator is its issuer.
+    let (mut ring, flags) = match build_ring(depth + 2) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = setup.send(Err(e));
+            return;
+        }
+    };
+    let _ = setup.send(Ok(flags));
+    let efd = lane.bell.ring_bell().efd.raw_fd();
+    let bell = lane.bell.ring_bell();
+    let (mut submitter, mut sq, mut cq) = ring.split();
+    // Saves a file lookup per io_uring_enter (5.18+); optional.
+    let _ = submitter.register_ring_fd();
+    let mut done: Vec<(Request, i64)> = Vec::with_capacity(depth as usize);
+    let mut closed_at: Option<Instant> = None;
+    let mut cancel_sent = false;
+    loop {
+        // SeqCst: pairs with the store in `EngineShared::shutdown` and the
+        // submitter's load after taking a slot (see `mod.rs`).
+        let closed = shared.closed.load(Ordering::SeqCst);
+        if closed && closed_at.is_none() {
+            closed_at = Some(Instant::now());
+        }
+        // The kernel consumed the SQ during the last enter: learn its head.
+        sq.sync();
+        // 1. Keep the doorbell read in flight.
+        if !state.wake_armed {
+            let read = opcode::Read::new(types::Fd(efd), state.wake_buf.as_mut_ptr(), 8)
+                .build()
+                .user_data(WAKE);
+            // SAFETY: `wake_buf` is boxed (it does not move) and outlives
+            // the ring, and `efd` stays open as long as the lane, which
+            // outlives this thread (the engine joins it first).
+            if unsafe { sq.push(&read) }.is_ok() {
+                state.wake_armed = true;
+            }
+        }
+        // 2. Inbox -> SQ (batched: one io_uring_enter below issues all).
+        while let Some(&index) = state.free.last() {
+            let Some(mut req) = lane.inbox.pop() else {
+                break;
+            };
+            if closed {
+                done.push((req, -i64::from(libc::ECANCELED)));
+                continue;
+            }
+            let entry = prepare(&mut req).user_data(u64::from(index));
+            // SAFETY: the SQE points into the request's buffer, on the heap
+            // and owned by the request, which is parked in `slab[index]`
+            // (moving the request does not move the buffer) until the CQE
+            // for `index` is reaped; the file stays open because the
+            // request holds its device.
+            match unsafe { sq.push(&entry) } {
+                Ok(()) => {
+                    state.free.pop();
+                    state.slab[index as usize] = Some(req);
+                    state.in_kernel += 1;
+                }
+                // Cannot happen (see "Bounds"); fail the I/O rather than
+                // lose it.
+                Err(_) => done.push((req, -i64::from(libc::EBUSY))),
+            }
+        }
+        // 3. At shutdown, after the grace period, cancel what the kernel
+        //    still holds, once.
+        if let Some(at) = closed_at
+            && !cancel_sent
+            && state.in_kernel > 0
+            && at.elapsed() >= shared.config.shutdown_grace
+        {
+            let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+                .build()
+                .user_data(CANCEL);
+            // SAFETY: a cancel request points to no memory.
+            if unsafe { sq.push(&cancel) }.is_ok() {
+                cancel_sent = true;
+            }
+        }
+        // 4. Done when closed and nothing holds a slot of this lane.
+        if closed && state.in_kernel == 0 && done.is_empty() && lane.slots.all_free() {
+            break;
+        }
+        // 5. Submit the batch; wait for a completion unless there is
+        //    something to do already.
+        let mut want = usize::from(done.is_empty());
+        if want == 1 {
+            // SeqCst store, fence, then the inbox check: the reaper's half of
+            // the `RingBell` handshake (a submitter pushes, fences, loads).
+            bell.sleeping.store(true, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            if !lane.inbox.is_empty() {
+                bell.sleeping.store(false, Ordering::Relaxed);
+                want = 0;
+            }
+        }
+        sq.sync();
+        let entered = if want == 0 && sq.is_empty() && !sq.taskrun() {
+            // Nothing to submit, nothing to wait for, no task work: the
+            // system call would do nothing.
+            Ok(0)
+        } else if closed {
+            let ts = types::Timespec::new().nsec(1_000_000);
+            let args = types::SubmitArgs::new().timespec(&ts);
+            submitter.submit_with_args(want, &args)
+        } else {
+            submitter.submit_and_wait(want)
+        };
+        bell.sleeping.store(false, Ordering::Relaxed);
+        if let Err(e) = entered {
+            match e.raw_os_error() {
+                // Timed out, interrupted, or completions to reap first.
+                Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN) => {}
+                _ => {
+                    tracing::error!(error = %e, lane = lane_index, "io_uring_enter failed; retrying in 1 ms");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        // 6. Reap every CQE.
+        cq.sync();
+        for cqe in &mut cq {
+            reap(&mut state, &cqe, &mut done);
+        }
+        cq.sync();
+        // 7. Slots back first (a handler that resubmits finds room), then
+        //    the completions, in atomic context: the reaper is endio's
+        //    interrupt.
+        if !done.is_empty() {
+            lane.slots
+                .release(u32::try_from(done.len()).unwrap_or(u32::MAX));
+            let _atomic = context::atomic();
+            for (req, res) in done.drain(..) {
+                complete(&shared.completer, req, res);
+            }
+        }
+    }
+    // Retire the doorbell read before the ring and its buffer go.
+    if state.wake_armed {
+        lane.bell.ring_bell().efd.notify();
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while state.wake_armed && Instant::now() < deadline {
+            let ts = types::Timespec::new().nsec(10_000_000);
+            let args = types::SubmitArgs::new().timespec(&ts);
+            sq.sync();
+            let _ = submitter.submit_with_args(1, &args);
+            cq.sync();
+            for cqe in &mut cq {
+                if cqe.user_data() == WAKE {
+                    state.wake_armed = false;
+                }
+            }
+        }
+    }
+    drop((submitter, sq, cq));
+    drop(ring);
+    drop(state);
+}
+
+/// The SQE of a request (without its `user_data`).
+fn prepare(req: &mut Request) -> squeue::Entry {
+    let fd = types::Fd(req.dev.file().map_or(-1, AsRawFd::as_raw_fd));
+    let offset = req.bio.offset();
+    let len = u32::try_from(req.transfer_len()).unwrap_or(u32::MAX);
+    let rw_flags = req.rw_flags;
+    match req.bio.op() {
+        Op::Read => opcode::Read::new(fd, req.bio.buf_mut().as_mut_ptr(), len)
+            .offset(offset)
+            .rw_flags(rw_flags)
+            .build(),
+        Op::Write => opcode::Write::new(fd, req.bio.buf().as_ptr(), len)
+            .offset(offset)
+            .rw_flags(rw_flags)
+            .build(),
+        Op::Flush => opcode::Fsync::new(fd)
+            .flags(types::FsyncFlags::DATASYNC)
+            .build(),
+        Op::Nop => opcode::Nop::new().build(),
+    }
+}
+
+/// Takes the request of one CQE out of the slab.
+fn reap(state: &mut Reaper, cqe: &cqueue::Entry, done: &mut Vec<(Request, i64)>) {
+    match cqe.user_data() {
+        WAKE => state.wake_armed = false,
+        CANCEL => {}
+        index => {
+            let slot = usize::try_from(index)
+                .ok()
+                .and_then(|i| state.slab.get_mut(i));
+            if let Some(req) = slot.and_then(Option::take) {
+                state.free.push(index as u32);
+                state.in_kernel -= 1;
+                done.push((req, i64::from(cqe.result())));
+            } else {
+                tracing::error!(
+                    user_data = index,
+                    "io_uring completion for an unknown request; ignored"
+                );
+            }
+        }
+    }
+}
