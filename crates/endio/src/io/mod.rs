@@ -104,6 +104,7 @@
 //! [`context::atomic()`]: crate::context::atomic
 //! [`BioFlags::COMPLETE_IN_TASK`]: crate::BioFlags::COMPLETE_IN_TASK
 
+pub mod cache;
 mod device;
 mod lane;
 mod null;

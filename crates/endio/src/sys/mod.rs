@@ -5,12 +5,14 @@
 //! the crate calls these functions and never carries a `cfg(target_os)`.
 
 mod blockdev;
+mod cachestat;
 mod cpulist;
 pub mod hotplug;
 mod uring;
 mod wake;
 
 pub use blockdev::{DioAlign, block_device_size, dio_alignment, logical_block_size};
+pub use cachestat::{CacheStat, CacheStatSource, cache_stat};
 pub use cpulist::{CPU_MAX, CpuListError, parse_cpu_list, read_cpu_list};
 pub use uring::{UringUnavailable, diagnose_uring_error, probe_io_uring, read_io_uring_disabled};
 pub use wake::{EventFd, futex_wait, futex_wake};
