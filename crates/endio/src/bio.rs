@@ -92,6 +92,15 @@ pub(crate) struct Node {
     handler: Option<Handler>,
 }
 
+impl Node {
+    fn len(&self) -> u64 {
+        match self.op {
+            Op::Read | Op::Write => self.buf.len() as u64,
+            Op::Flush | Op::Nop => self.len,
+        }
+    }
+}
+
 /// An owned I/O request with a mandatory end-io handler (`struct bio` with its
 /// `bi_end_io`).
 ///
@@ -194,14 +203,23 @@ impl Bio {
         self.node.offset
     }
 
-    /// The length in bytes (the buffer's length for reads and writes).
+    /// The length in bytes: the buffer's length for reads and writes (also
+    /// after the buffer was truncated), the range for a flush.
     pub fn len(&self) -> u64 {
-        self.node.len
+        self.node.len()
     }
 
     /// Whether the request transfers no bytes.
     pub fn is_empty(&self) -> bool {
-        self.node.len == 0
+        self.len() == 0
+    }
+
+    /// Sets a new operation and offset (to retry a refused bio elsewhere,
+    /// or reuse it).
+    pub fn retarget(&mut self, op: Op, offset: u64) {
+        self.node.op = op;
+        self.node.offset = offset;
+        self.node.len = self.node.buf.len() as u64;
     }
 
     /// The data buffer.
@@ -278,14 +296,14 @@ impl EndedBio {
         self.node.offset
     }
 
-    /// The length in bytes.
+    /// The length in bytes (as [`Bio::len`]).
     pub fn len(&self) -> u64 {
-        self.node.len
+        self.node.len()
     }
 
     /// Whether the request transferred no bytes.
     pub fn is_empty(&self) -> bool {
-        self.node.len == 0
+        self.len() == 0
     }
 
     /// The request's flags.
@@ -498,6 +516,16 @@ mod tests {
         bio.set_result(Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP)));
         bio.run_handler();
         assert_eq!(rx.recv().unwrap(), Err(Some(libc::EOPNOTSUPP)));
+    }
+
+    #[test]
+    fn len_follows_a_truncated_buffer() {
+        let mut bio = Bio::read(0, Buf::zeroed(8192, 512), |_| {});
+        bio.buf_mut().truncate(4096);
+        assert_eq!(bio.len(), 4096);
+        bio.retarget(Op::Write, 4096);
+        assert_eq!((bio.op(), bio.offset(), bio.len()), (Op::Write, 4096, 4096));
+        assert_eq!(Bio::flush(|_| {}).len(), 0);
     }
 
     #[test]
