@@ -3,6 +3,7 @@
 //! One subcommand per job; each lives in its own module with a clap `Args`
 //! struct and a `run` function, and `main` only parses and dispatches.
 
+mod bench_completion;
 mod faults;
 mod model;
 mod rusage;
@@ -30,6 +31,11 @@ enum Command {
     /// of a model of the kernel design (v6, v6-fixed, merged): a verdict
     /// table, then a shortest counterexample for every violation.
     Model(model::ModelArgs),
+    /// Measures the completion path against its peers (endio's batching
+    /// policies, channel and condvar worker pools, tokio spawn_blocking,
+    /// inline) in one run: throughput, context switches, wakeups and
+    /// handler-start latency per offered load, judged against issue 8's goals.
+    BenchCompletion(bench_completion::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,5 +58,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Stress(args) => stress::run(&args),
         Command::Model(args) => model::run(&args),
+        Command::BenchCompletion(args) => bench_completion::run(&args),
     }
 }

@@ -57,7 +57,7 @@ fn per_cpu_counters_sum_to_the_total() {
 }
 
 #[test]
-fn ping_pong_is_one_batch_and_one_wakeup_per_bio() {
+fn ping_pong_is_one_batch_and_at_most_one_wakeup_per_bio() {
     let completer = Completer::builder()
         .batching(Batching::Immediate)
         .build()
@@ -79,12 +79,9 @@ fn ping_pong_is_one_batch_and_one_wakeup_per_bio() {
         (t.deferred, t.handlers, t.batches),
         (rounds, rounds, rounds)
     );
-    // The worker parks between rounds, so each round wakes it once (a park
-    // may also return spuriously, rarely).
-    assert!(
-        t.wakeups >= rounds && t.wakeups <= rounds + rounds / 100,
-        "{t:?}"
-    );
+    // The worker yields a few times, then parks between rounds: at most one
+    // wakeup per round (a park may also return spuriously, rarely).
+    assert!(t.wakeups <= rounds + rounds / 100, "{t:?}");
     assert_eq!(t.batch_len_max, 1);
     assert_eq!(t.batch_len_mean(), 1.0);
 }

@@ -37,11 +37,12 @@ impl Default for Batching {
 /// (the context switches of [`Batching::Fixed`]).
 ///
 /// A high rate does not always mean company is coming: a submitter that waits
-/// for each completion before issuing the next (queue depth 1) completes at a
-/// high rate, yet a delay only stalls it. So when a delayed batch gathers fewer
-/// than `busy_min` bios, the delay was futile and the next wakeups drain at
-/// once; the number of such wakeups doubles with each futile delay in a row
-/// (up to 256) and resets when a delay pays off.
+/// for its completions before issuing more (a queue depth of 1, or of 32 with
+/// all 32 already queued) completes at a high rate, yet a delay only stalls
+/// it. So when nothing arrived during a delay, or a delayed batch gathered
+/// fewer than `busy_min` bios, the delay was futile and the next wakeups
+/// drain at once; the number of such wakeups doubles with each futile delay
+/// in a row (up to 256) and resets when a delay pays off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Adaptive {
     /// The longest a first bio waits for company.
@@ -204,12 +205,25 @@ impl Pacer {
         if let (true, Batching::Adaptive(a)) = (self.delayed, self.batching) {
             self.delayed = false;
             if handlers < u64::from(a.busy_min) {
-                self.backoff = (self.backoff * 2).clamp(1, BACKOFF_MAX);
-                self.skip = self.backoff;
+                self.futile();
             } else {
                 self.backoff = 0;
             }
         }
+    }
+
+    /// Records whether any bio arrived while the worker waited out the delay
+    /// it was given; if none did, the delay was futile.
+    pub(crate) fn delay_ended(&mut self, grew: bool) {
+        if self.delayed && !grew {
+            self.delayed = false;
+            self.futile();
+        }
+    }
+
+    fn futile(&mut self) {
+        self.backoff = (self.backoff * 2).clamp(1, BACKOFF_MAX);
+        self.skip = self.backoff;
     }
 
     /// Called when the worker wakes up for a new batch at `now`: how long to
@@ -359,6 +373,14 @@ mod tests {
             pacer.ran(1);
         }
         assert!(delayed <= 20, "{delayed} futile delays out of 2000 wakeups");
+
+        // A delay during which nothing arrived is futile too, even if the
+        // batch it found was large (a full queue depth).
+        let mut pacer = Pacer::new(Batching::default());
+        pacer.delayed = true;
+        pacer.delay_ended(false);
+        pacer.ran(32);
+        assert_eq!((pacer.backoff, pacer.skip), (1, 1));
 
         // When a delay does gather a batch, the backoff resets.
         let mut pacer = Pacer::new(Batching::default());

@@ -18,7 +18,8 @@ use super::{Batching, HotplugError};
 use crate::bio::Bio;
 use crate::context::{self, ContextPolicy};
 use crate::sync::{
-    Arc, AtomicBool, AtomicU64, Condvar, Instant, Mutex, MutexGuard, Ordering, current_cpu, thread,
+    Arc, AtomicBool, AtomicU64, Condvar, FastClock, Mutex, MutexGuard, Ordering, current_cpu,
+    thread,
 };
 
 /// State shared by the handle, the workers, the watchdog, the watcher and
@@ -35,6 +36,8 @@ pub(crate) struct Shared {
     pub(crate) threads: Mutex<Vec<thread::JoinHandle<()>>>,
     /// A weak self-reference, to hand to threads started later.
     this: OnceLock<std::sync::Weak<Shared>>,
+    /// The clock of run budgets and stall detection.
+    pub(crate) clock: FastClock,
 }
 
 #[derive(Debug, Clone)]
@@ -116,8 +119,9 @@ pub(crate) enum Role {
 pub(crate) struct Drainer {
     token: u64,
     role: Role,
-    /// When the handler it is running now started (`None` between handlers).
-    handler_since: Option<Instant>,
+    /// When (in clock ticks) the handler it is running now started (`None`
+    /// between handlers).
+    handler_since: Option<u64>,
 }
 
 /// Lock-protected state of a CPU; only task-context threads take the lock.
@@ -179,6 +183,7 @@ impl Shared {
             lifecycle: Mutex::new(()),
             threads: Mutex::new(Vec::new()),
             this: OnceLock::new(),
+            clock: FastClock::new(),
         });
         let _ = shared.this.set(Arc::downgrade(&shared));
         shared
@@ -291,7 +296,9 @@ impl Shared {
             role,
             handler_since: None,
         });
-        let start = Instant::now();
+        let clock = &self.clock;
+        let time_max_ns = budget.map_or(u64::MAX, |b| nanos(b.time_max));
+        let start = clock.ticks();
         let mut last = start;
         let mut ran: u64 = 0;
         let mut handler_ns_max: u64 = 0;
@@ -311,7 +318,7 @@ impl Shared {
             }
             if let Some(budget) = budget
                 && (ran >= u64::from(budget.handlers_max)
-                    || last.duration_since(start) >= budget.time_max)
+                    || clock.nanos_between(start, last) >= time_max_ns)
             {
                 break RunEnd::BudgetSpent;
             }
@@ -335,8 +342,8 @@ impl Shared {
                     return (RunEnd::Revoked, ran + 1);
                 }
             }
-            let now = Instant::now();
-            handler_ns_max = handler_ns_max.max(nanos(now.duration_since(last)));
+            let now = clock.ticks();
+            handler_ns_max = handler_ns_max.max(clock.nanos_between(last, now));
             last = now;
             ran += 1;
         };
@@ -347,7 +354,7 @@ impl Shared {
         // Runs under a budget only: `cpu_dead` and shutdown drain everything.
         if budget.is_some() {
             stats::max_single_writer(&counters.run_len_max, ran);
-            stats::max_single_writer(&counters.run_ns_max, nanos(last.duration_since(start)));
+            stats::max_single_writer(&counters.run_ns_max, clock.nanos_between(start, last));
         }
         stats::max_single_writer(&counters.handler_ns_max, handler_ns_max);
         // Counted before the token goes, so that whoever sees the drain over
@@ -505,13 +512,14 @@ impl Shared {
     /// that has been inside one handler for `stall_timeout` or longer loses
     /// its token, and if its CPU is online and has work left, a rescue thread
     /// drains it. Returns the number of rescues started.
-    pub(crate) fn rescue_stalled(&self, now: Instant, stall_timeout: Duration) -> usize {
+    pub(crate) fn rescue_stalled(&self, now: u64, stall_timeout: Duration) -> usize {
+        let stall_ns = nanos(stall_timeout);
         let mut rescues = 0;
         for (cpu, per_cpu) in self.cpus.iter().enumerate() {
             let mut control = self.lock_control(cpu);
             let Some(stalled) = control.drainer.filter(|d| {
                 d.handler_since
-                    .is_some_and(|since| now.saturating_duration_since(since) >= stall_timeout)
+                    .is_some_and(|since| self.clock.nanos_between(since, now) >= stall_ns)
             }) else {
                 continue;
             };

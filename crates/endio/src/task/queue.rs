@@ -130,6 +130,13 @@ impl Queue {
         );
     }
 
+    /// An identity of the list's current head (a snapshot): it changes with
+    /// every push and take, so equal values around a wait mean nothing was
+    /// pushed meanwhile (a take cannot happen: only the waiting worker takes).
+    pub(crate) fn head_token(&self) -> usize {
+        self.head.load(Ordering::Relaxed).addr()
+    }
+
     /// Whether the list holds no bio (a snapshot).
     pub(crate) fn is_empty(&self) -> bool {
         let head = self.head.load(Ordering::Relaxed);
