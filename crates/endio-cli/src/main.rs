@@ -6,6 +6,7 @@
 mod bench_completion;
 mod faults;
 mod model;
+mod output;
 mod rusage;
 mod stress;
 

@@ -25,6 +25,8 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+
+use crate::output;
 use endio_model::{Bound, Config, Design, Property, Question, Trace, Verdict};
 use serde::Serialize;
 
@@ -501,21 +503,9 @@ pub(crate) fn run(args: &ModelArgs) -> anyhow::Result<()> {
             .collect(),
         results,
     };
-    let mut stdout = io::stdout().lock();
-    let written = if args.json {
-        serde_json::to_writer(&mut stdout, &output)
-            .map_err(io::Error::from)
-            .and_then(|()| writeln!(stdout))
-    } else {
-        write_report(&mut stdout, &output)
-    };
-    match written.and_then(|()| stdout.flush()) {
-        // A reader that stopped early (`| head`) is not an error of ours.
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
-            Err(e).context("cannot write the model report to standard output")
-        }
-        _ => Ok(()),
-    }
+    output::emit(args.json, &output, "model report", |w| {
+        write_report(w, &output)
+    })
 }
 
 /// Milliseconds, to a useful precision.
@@ -530,7 +520,7 @@ fn ms(time: Duration) -> String {
 
 /// The table, then per question the exchange, the details and the
 /// counterexamples.
-fn write_report(w: &mut impl Write, output: &Output) -> io::Result<()> {
+fn write_report(w: &mut dyn Write, output: &Output) -> io::Result<()> {
     let violated = output
         .results
         .iter()

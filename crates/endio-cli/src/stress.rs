@@ -31,6 +31,7 @@ use endio::{Batching, Bio, BioFlags, Completer, CpuStats, Stats, StatsSnapshot, 
 use serde::Serialize;
 
 use crate::faults::{self, Churn, HandlerFaults, Transitions};
+use crate::output;
 use crate::rusage::{self, Usage};
 
 /// How long the completer may take to run the last deferred handlers, and how
@@ -169,21 +170,9 @@ pub(crate) fn run(args: &StressArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the endio completer")?;
     let outcome = stress(&completer, args)?;
-    let mut stdout = io::stdout().lock();
-    let written = if args.json {
-        serde_json::to_writer(&mut stdout, &outcome.json())
-            .map_err(io::Error::from)
-            .and_then(|()| writeln!(stdout))
-    } else {
-        write_report(&mut stdout, &outcome)
-    };
-    match written.and_then(|()| stdout.flush()) {
-        // A reader that stopped early (`| head -1`) is not an error of ours.
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
-            return Err(e).context("cannot write the stress report to standard output");
-        }
-        _ => {}
-    }
+    output::emit(args.json, &outcome.json(), "stress report", |w| {
+        write_report(w, &outcome)
+    })?;
     outcome.verdict()
 }
 
@@ -584,7 +573,7 @@ struct JsonTotal<'a> {
 }
 
 /// Writes the human report; the first line is `lost=N duplicated=N`.
-fn write_report(w: &mut impl Write, o: &Outcome) -> io::Result<()> {
+fn write_report(w: &mut dyn Write, o: &Outcome) -> io::Result<()> {
     let t = &o.stats.total;
     writeln!(w, "lost={} duplicated={}", o.lost, o.duplicated)?;
     writeln!(w, "policy         {}", o.policy)?;

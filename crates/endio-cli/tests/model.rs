@@ -2,29 +2,17 @@
 //! the Q4 counterexample of v6 as text; bad names refused with the accepted
 //! ones named.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
+mod common;
+
+use common::assert_success;
+
 /// Runs `endio model ARGS...` and returns its output.
 fn model(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_endio"))
-        .arg("model")
-        .args(args)
-        .output()
-        .expect("the endio binary runs")
-}
-
-/// Asserts a zero exit status, showing the output otherwise.
-fn assert_success(output: &Output, what: &str) -> String {
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{what}: {}\nstdout:\n{stdout}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+    common::endio("model", args)
 }
 
 /// The expected verdicts (question, design, case, property, verdict): the
@@ -270,7 +258,10 @@ fn bad_names_are_refused() {
     let output = model(&["--design", "v7"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("v6, v6-fixed, merged, endio or all"), "{stderr}");
+    assert!(
+        stderr.contains("v6, v6-fixed, merged, endio or all"),
+        "{stderr}"
+    );
     let output = model(&["--question", "q9"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -1,7 +1,7 @@
 //! `endio stress`: every policy completes every bio exactly once, in both
 //! output forms, and a bad policy is refused with the accepted forms named.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// Small enough for a debug build on a 2-CPU machine, large enough that the
 /// producers fill their in-flight window and the workers requeue.
@@ -9,25 +9,13 @@ const BIOS: u64 = 200_000;
 
 const POLICIES: [&str; 3] = ["immediate", "fixed:1ms", "adaptive"];
 
+mod common;
+
+use common::assert_success;
+
 /// Runs `endio stress ARGS...` and returns its output.
 fn stress(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_endio"))
-        .arg("stress")
-        .args(args)
-        .output()
-        .expect("the endio binary runs")
-}
-
-/// Asserts a zero exit status, showing the output otherwise.
-fn assert_success(output: &Output, what: &str) -> String {
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{what}: {}\nstdout:\n{stdout}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+    common::endio("stress", args)
 }
 
 #[test]
