@@ -3,11 +3,13 @@
 //! One subcommand per job; each lives in its own module with a clap `Args`
 //! struct and a `run` function, and `main` only parses and dispatches.
 
+mod bench;
 mod bench_completion;
 mod faults;
 mod model;
 mod output;
 mod rusage;
+mod stat;
 mod stress;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +39,14 @@ enum Command {
     /// inline) in one run: throughput, context switches, wakeups and
     /// handler-start latency per offered load, judged against issue 8's goals.
     BenchCompletion(bench_completion::Args),
+    /// fio-like I/O benchmark of buffered, dontcache and direct I/O side by
+    /// side: throughput, latency, CPU and page-cache footprint. Without
+    /// --target: a temporary 1 GiB file, a sequential write then read in
+    /// each mode, the table and endio-bench.svg.
+    Bench(bench::BenchArgs),
+    /// Page-cache residency of files or block devices: resident, dirty and
+    /// writeback bytes and pages (like fincore).
+    Stat(stat::StatArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,5 +70,7 @@ fn main() -> anyhow::Result<()> {
         Command::Stress(args) => stress::run(&args),
         Command::Model(args) => model::run(&args),
         Command::BenchCompletion(args) => bench_completion::run(&args),
+        Command::Bench(args) => bench::run(&args),
+        Command::Stat(args) => stat::run(&args),
     }
 }

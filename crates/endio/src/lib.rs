@@ -21,8 +21,8 @@ pub use bio::{Bio, BioFlags, Buf, EndedBio, Op};
 pub use context::ContextPolicy;
 #[cfg(not(any(loom, shuttle)))]
 pub use io::{
-    Backend, Device, DeviceKind, Engine, EngineBuilder, EngineError, OpenError, OpenOptions,
-    SubmitError, SubmitErrorKind, Verifier, VerifyError, VerifyStats,
+    Backend, Device, DeviceKind, DontcacheMode, DontcacheStats, Engine, EngineBuilder, EngineError,
+    OpenError, OpenOptions, SubmitError, SubmitErrorKind, Verifier, VerifyError, VerifyStats,
 };
 pub use task::{
     Adaptive, Batching, Budget, BuildError, Completed, Completer, CpuStats, HotplugError,

@@ -8,9 +8,11 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use super::cache::Residency;
+use super::dontcache::{self, DcState, DontcacheMode, DontcacheStats, Route, Setup};
 use super::lane::{Inflight, Request};
 use super::{Backend, EngineShared};
 use crate::bio::{Bio, BioFlags, Buf, Op};
@@ -30,9 +32,6 @@ const SAFE_DIO_ALIGN: u32 = 4096;
 /// nor [`OpenOptions::size`] gives one.
 const NULL_DEFAULT_SIZE: u64 = 1 << 30;
 
-/// `RWF_DONTCACHE` (Linux 6.14): uncached buffered I/O.
-pub(crate) const RWF_DONTCACHE: i32 = 0x80;
-
 /// How to open a device: access, creation, `O_DIRECT`, exclusivity.
 ///
 /// ```no_run
@@ -50,6 +49,9 @@ pub struct OpenOptions {
     direct: bool,
     exclusive: bool,
     size: Option<u64>,
+    dontcache: bool,
+    dontcache_emulated: bool,
+    dontcache_backlog_bytes_max: Option<u64>,
 }
 
 impl OpenOptions {
@@ -105,6 +107,50 @@ impl OpenOptions {
     pub fn size(mut self, bytes: u64) -> OpenOptions {
         self.size = Some(bytes);
         self
+    }
+
+    /// Uncached buffered I/O ("dontcache") for every read and write: the
+    /// pages an I/O brings into the page cache leave it once the I/O is
+    /// done (a write's after its writeback), pages cached before stay. The
+    /// kernel's `RWF_DONTCACHE` where it supports it for this file, else
+    /// endio's emulation; [`Device::dontcache_mode`] says which. Readahead
+    /// is turned off for the device. Not with [`direct`](Self::direct),
+    /// which bypasses the cache anyway: the open is refused. A single bio
+    /// can be made dontcache on any buffered device with
+    /// [`BioFlags::DONTCACHE`]. See the [`io::dontcache`] module.
+    ///
+    /// [`io::dontcache`]: crate::io::dontcache
+    #[must_use]
+    pub fn dontcache(mut self, yes: bool) -> OpenOptions {
+        self.dontcache = yes;
+        self
+    }
+
+    /// Dontcache through endio's emulation even where the kernel has
+    /// `RWF_DONTCACHE` (to compare the two on one file). Implies
+    /// [`dontcache`](Self::dontcache).
+    #[must_use]
+    pub fn dontcache_emulated(mut self, yes: bool) -> OpenOptions {
+        self.dontcache_emulated = yes;
+        self
+    }
+
+    /// The emulation's bound on bytes of dontcache I/O submitted and not yet
+    /// dropped from the cache (default 64 MiB,
+    /// [`BACKLOG_BYTES_MAX_DEFAULT`]); submits beyond it wait (task
+    /// context) or are refused with [`SubmitErrorKind::Busy`] (atomic
+    /// context, [`Device::try_submit`]). Also at most [`UNITS_MAX`] I/Os.
+    ///
+    /// [`BACKLOG_BYTES_MAX_DEFAULT`]: super::dontcache::BACKLOG_BYTES_MAX_DEFAULT
+    /// [`UNITS_MAX`]: super::dontcache::UNITS_MAX
+    #[must_use]
+    pub fn dontcache_backlog_bytes_max(mut self, bytes: u64) -> OpenOptions {
+        self.dontcache_backlog_bytes_max = Some(bytes);
+        self
+    }
+
+    fn wants_dontcache(&self) -> bool {
+        self.dontcache || self.dontcache_emulated
     }
 }
 
@@ -241,8 +287,8 @@ pub enum SubmitErrorKind {
     PastEnd,
     /// One I/O larger than the kernel transfers in one call.
     TooLarge,
-    /// Every slot is taken and the caller may not wait (atomic context, or
-    /// [`Device::try_submit`]).
+    /// Every slot is taken, or the dontcache backlog is full, and the
+    /// caller may not wait (atomic context, or [`Device::try_submit`]).
     Busy,
     /// The engine is shut down.
     ShutDown,
@@ -349,6 +395,11 @@ pub(crate) struct DeviceShared {
     mem_align: u32,
     size: u64,
     pub(crate) inflight: Arc<Inflight>,
+    /// Opened with `OpenOptions::dontcache`.
+    dontcache: bool,
+    /// Dontcache state: set at open for a dontcache device, on the first
+    /// `BioFlags::DONTCACHE` bio for another buffered one.
+    dc: OnceLock<Arc<DcState>>,
 }
 
 /// Where the bytes live.
@@ -364,6 +415,63 @@ impl DeviceShared {
             Target::File(f) => Some(f),
             Target::Memory(_) => None,
         }
+    }
+
+    /// The dontcache state, if the device has one yet.
+    pub(crate) fn dc(&self) -> Option<&DcState> {
+        self.dc.get().map(|dc| &**dc)
+    }
+
+    pub(crate) fn dc_arc(&self) -> Option<Arc<DcState>> {
+        self.dc.get().cloned()
+    }
+
+    /// Whether `bio` is dontcache on this device, and its state if so (made
+    /// on first use for a per-bio flag).
+    fn dc_for(&self, bio: &Bio) -> Option<&DcState> {
+        if self.direct || !matches!(bio.op(), Op::Read | Op::Write) {
+            // O_DIRECT bypasses the page cache: nothing to drop.
+            return None;
+        }
+        if self.dontcache {
+            return self.dc();
+        }
+        if !bio.flags().contains(BioFlags::DONTCACHE) {
+            return None;
+        }
+        let dc = self.dc.get_or_init(|| {
+            // In atomic context the probe is one preadv2(2), not the setup
+            // of a private io_uring (the kernel checks the flag alike).
+            let backend = if context::in_atomic() {
+                Backend::Threads
+            } else {
+                self.engine.backend
+            };
+            Arc::new(DcState::for_bios(
+                self.file(),
+                self.readable,
+                self.size,
+                backend,
+            ))
+        });
+        Some(dc)
+    }
+
+    /// Waits (task context) until no I/O is in flight and every dontcache
+    /// drop is done; `false` if `deadline` passed first.
+    fn drain_until(&self, deadline: Option<std::time::Instant>) -> bool {
+        let left = |d: std::time::Instant| d.saturating_duration_since(std::time::Instant::now());
+        if !self.inflight.wait_zero(deadline.map(left)) {
+            return false;
+        }
+        let Some(dc) = self.dc() else {
+            return true;
+        };
+        let idle = dc.wait_idle(self, deadline);
+        if idle {
+            dc.sweep(self);
+        }
+        idle
     }
 }
 
@@ -390,6 +498,7 @@ impl fmt::Debug for Device {
             .field("buf_align", &d.mem_align)
             .field("size", &d.size)
             .field("in_flight", &d.inflight.get())
+            .field("dontcache", &d.dc().map(|dc| dc.mode))
             .finish()
     }
 }
@@ -402,7 +511,7 @@ impl Drop for DeviceHandle {
         // holds). In atomic context it may not wait: the in-flight requests
         // keep the file open, and the last of them closes it.
         if !context::in_atomic() {
-            self.shared.inflight.wait_zero(None);
+            self.shared.drain_until(None);
         }
     }
 }
@@ -431,16 +540,30 @@ impl Device {
         if let Err((kind, message)) = dev.check(&bio) {
             return Err(SubmitError::new(kind, message, bio));
         }
-        let rw_flags = rw_flags_for(&bio);
+        let route = match dev.dc_for(&bio) {
+            None => Route::PLAIN,
+            Some(dc) => match dc.route(dev, &bio, may_wait) {
+                Ok(route) => route,
+                Err(()) => {
+                    let message = dev.backlog_refusal(&bio);
+                    return Err(SubmitError::new(SubmitErrorKind::Busy, message, bio));
+                }
+            },
+        };
         let req = Request {
             bio,
             dev: Arc::clone(dev),
-            rw_flags,
+            rw_flags: route.rw_flags,
+            read_fd: route.read_fd,
+            dontcache: route.plan,
         };
         dev.inflight.add();
         match dev.engine.enqueue(req, may_wait) {
             Ok(()) => Ok(()),
             Err((req, kind)) => {
+                if let (Some(plan), Some(dc)) = (req.dontcache, dev.dc()) {
+                    dc.unreserve(plan);
+                }
                 dev.inflight.done();
                 let message = dev.refusal(kind, &req.bio);
                 Err(SubmitError::new(kind, message, req.bio))
@@ -451,7 +574,9 @@ impl Device {
     /// Waits until none of this device's bios is in flight: each submitted
     /// bio has been through [`Completer::endio`](crate::Completer::endio)
     /// (its handler ran, or it is queued to run in task context; see
-    /// [`Completer::wait_idle`](crate::Completer::wait_idle) for those).
+    /// [`Completer::wait_idle`](crate::Completer::wait_idle) for those),
+    /// and all dontcache drop-behind is done: every written range's
+    /// writeback finished and its drop made.
     ///
     /// # Panics
     ///
@@ -462,18 +587,63 @@ impl Device {
             !context::in_atomic(),
             "Device::drain called in atomic context (a reaper or an atomic section), where it would wait for itself; drain from task context"
         );
-        self.handle.shared.inflight.wait_zero(None);
+        self.handle.shared.drain_until(None);
     }
 
-    /// As [`drain`](Self::drain), for at most `timeout`; `false` if I/O was
-    /// still in flight then. In atomic context it only looks.
+    /// As [`drain`](Self::drain), for at most `timeout`; `false` if I/O (or
+    /// dontcache drop-behind) was still outstanding then. In atomic context
+    /// it only looks.
     pub fn drain_timeout(&self, timeout: Duration) -> bool {
         let timeout = if context::in_atomic() {
             Duration::ZERO
         } else {
             timeout
         };
-        self.handle.shared.inflight.wait_zero(Some(timeout))
+        self.handle
+            .shared
+            .drain_until(Some(std::time::Instant::now() + timeout))
+    }
+
+    /// Which dontcache path the device's I/O takes: `None` unless it was
+    /// opened with [`OpenOptions::dontcache`] (or
+    /// [`dontcache_emulated`](OpenOptions::dontcache_emulated)). A memory
+    /// device of the null backend reports [`DontcacheMode::Emulated`]: the
+    /// emulation's protocol runs (backlog, writeback stage, drop bios
+    /// through the completer, coalescing) with no system calls, since
+    /// memory has no page cache.
+    pub fn dontcache_mode(&self) -> Option<DontcacheMode> {
+        let d = &self.handle.shared;
+        if d.dontcache {
+            d.dc().map(|dc| dc.mode)
+        } else {
+            None
+        }
+    }
+
+    /// What the device's dontcache I/O (whole-device or per-bio) did so
+    /// far; all zero if it did none.
+    pub fn dontcache_stats(&self) -> DontcacheStats {
+        self.handle
+            .shared
+            .dc()
+            .map(DcState::stats)
+            .unwrap_or_default()
+    }
+
+    /// The page-cache residency of the whole file or block device (see
+    /// [`cache::residency`](super::cache::residency)). A memory device of
+    /// the null backend has no page cache: all zero.
+    pub fn residency(&self) -> io::Result<Residency> {
+        match self.handle.shared.file() {
+            Some(file) => super::cache::residency(file, 0..0),
+            None => Ok(Residency {
+                cached_bytes: 0,
+                dirty_bytes: 0,
+                writeback_bytes: 0,
+                page_size: rustix::param::page_size() as u64,
+                source: sys::CacheStatSource::Cachestat,
+            }),
+        }
     }
 
     /// Bios submitted to this device whose completion has not yet been
@@ -527,19 +697,6 @@ impl Device {
     /// The backend its I/O goes through.
     pub fn backend(&self) -> Backend {
         self.handle.shared.engine.backend
-    }
-}
-
-/// `RWF_*` flags for one bio: `RWF_DONTCACHE` for a read or write flagged
-/// [`BioFlags::DONTCACHE`] (the kernel's native flag; where the kernel lacks
-/// it for this file the I/O fails with `EOPNOTSUPP`, until the emulation of
-/// the dontcache issue takes over).
-fn rw_flags_for(bio: &Bio) -> i32 {
-    let data = matches!(bio.op(), Op::Read | Op::Write);
-    if data && bio.flags().contains(BioFlags::DONTCACHE) {
-        RWF_DONTCACHE
-    } else {
-        0
     }
 }
 
@@ -641,6 +798,15 @@ impl DeviceShared {
         Ok(())
     }
 
+    /// The message of a refusal for a full dontcache backlog.
+    fn backlog_refusal(&self, bio: &Bio) -> String {
+        format!(
+            "cannot {} {} now: its dontcache backlog (I/O submitted whose pages are not yet dropped from the cache) is full and the caller may not wait (atomic context or try_submit); submit from task context, retry after a completion, or raise OpenOptions::dontcache_backlog_bytes_max",
+            op_name(bio.op()),
+            self.path.display()
+        )
+    }
+
     /// The message of a refusal by the engine (after the checks passed).
     fn refusal(&self, kind: SubmitErrorKind, bio: &Bio) -> String {
         let path = self.path.display();
@@ -730,6 +896,11 @@ pub(crate) fn open(
                 .into(),
         ));
     }
+    if o.wants_dontcache() && o.direct {
+        return Err(invalid(
+            "dontcache(true) and direct(true) exclude each other: dontcache is buffered I/O that leaves the page cache as it found it, O_DIRECT bypasses the page cache altogether; choose one (a single bio can still carry BioFlags::DONTCACHE on a buffered device)".into(),
+        ));
+    }
     if o.size.is_some() && kind == DeviceKind::BlockDevice {
         return Err(invalid(
             "size() sets the size of files and memory devices; a block device has its own, drop size()".into(),
@@ -817,6 +988,24 @@ fn open_file(
         }
     };
     let mem_align = if o.direct { mem_align.max(1) } else { 1 };
+    let dc = OnceLock::new();
+    if o.wants_dontcache() {
+        let mode = if o.dontcache_emulated {
+            DontcacheMode::Emulated
+        } else {
+            dontcache::probe_mode(&file, o.read, size, engine.backend).map_err(io_err)?
+        };
+        let setup = Setup {
+            mode,
+            forced: o.dontcache_emulated,
+            backlog_bytes_max: o
+                .dontcache_backlog_bytes_max
+                .unwrap_or(dontcache::BACKLOG_BYTES_MAX_DEFAULT),
+        };
+        tracing::debug!(path = %path.display(), mode = %setup.mode, forced = setup.forced, "dontcache device");
+        let state = DcState::for_device(Some(&file), &setup).map_err(io_err)?;
+        let _ = dc.set(Arc::new(state));
+    }
     Ok(DeviceShared {
         engine: Arc::clone(engine),
         path: path.to_path_buf(),
@@ -829,6 +1018,8 @@ fn open_file(
         mem_align,
         size,
         inflight: Arc::default(),
+        dontcache: o.wants_dontcache(),
+        dc,
     })
 }
 
@@ -861,6 +1052,18 @@ fn open_memory(
         (None, Some(len)) if len > 0 => len,
         _ => NULL_DEFAULT_SIZE,
     };
+    let dc = OnceLock::new();
+    if o.wants_dontcache() {
+        let setup = Setup {
+            mode: DontcacheMode::Emulated,
+            forced: o.dontcache_emulated,
+            backlog_bytes_max: o
+                .dontcache_backlog_bytes_max
+                .unwrap_or(dontcache::BACKLOG_BYTES_MAX_DEFAULT),
+        };
+        let state = DcState::for_device(None, &setup).map_err(io_err)?;
+        let _ = dc.set(Arc::new(state));
+    }
     Ok(DeviceShared {
         engine: Arc::clone(engine),
         path: path.to_path_buf(),
@@ -873,6 +1076,8 @@ fn open_memory(
         mem_align: if o.direct { lbs } else { 1 },
         size,
         inflight: Arc::default(),
+        dontcache: o.wants_dontcache(),
+        dc,
     })
 }
 
@@ -933,16 +1138,6 @@ mod tests {
         m.read(CHUNK - 50, &mut buf);
         assert_eq!(buf, data);
         assert_eq!(m.chunks.lock().unwrap().len(), 2);
-    }
-
-    #[test]
-    fn dontcache_maps_to_the_kernel_flag_for_data_only() {
-        let read = Bio::read(0, Buf::zeroed(512, 512), |_| {}).with_flags(BioFlags::DONTCACHE);
-        assert_eq!(rw_flags_for(&read), RWF_DONTCACHE);
-        let flush = Bio::flush(|_| {}).with_flags(BioFlags::DONTCACHE);
-        assert_eq!(rw_flags_for(&flush), 0);
-        let plain = Bio::write(0, Buf::zeroed(512, 512), |_| {});
-        assert_eq!(rw_flags_for(&plain), 0);
     }
 
     #[test]

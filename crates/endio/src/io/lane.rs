@@ -12,11 +12,17 @@
 //!    completion queues too (see `uring.rs`).
 //! 2. A slot is given back by the backend thread once the request's result
 //!    is known, *before* the handler runs, so a handler that resubmits from
-//!    the reaper (atomic context, which may not wait) finds room.
+//!    the reaper (atomic context, which may not wait) finds room. The one
+//!    exception is an emulated dontcache write: its slot carries the
+//!    writeback stage that follows it and is given back when that
+//!    completes (`dontcache.rs`, step 5), so a lane's writebacks are
+//!    bounded by its slots too.
 //! 3. Waits are futex waits with a timeout and a re-check: a lost wakeup
 //!    would cost at most one timeout, and the argument below shows there is
 //!    none; nothing spins.
 
+use std::fs::File;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering, fence};
 use std::time::Duration;
@@ -24,6 +30,7 @@ use std::time::Duration;
 use crossbeam_queue::ArrayQueue;
 
 use super::device::DeviceShared;
+use super::dontcache::Plan;
 use crate::bio::Bio;
 use crate::sys::{self, EventFd};
 use crate::task::Completer;
@@ -37,6 +44,12 @@ pub(crate) struct Request {
     /// `RWF_*` flags for `preadv2`/`pwritev2` and io_uring's `rw_flags`
     /// (e.g. `RWF_DONTCACHE`, 0x80), per I/O.
     pub(crate) rw_flags: i32,
+    /// Issue it on the device's read-only descriptor without readahead (a
+    /// per-bio dontcache read; see `dontcache.rs`).
+    pub(crate) read_fd: bool,
+    /// Emulated dontcache: the drop-behind to do after the I/O, or, once
+    /// the write completed, the writeback stage this request now is.
+    pub(crate) dontcache: Option<Plan>,
 }
 
 impl Request {
@@ -45,23 +58,62 @@ impl Request {
     pub(crate) fn transfer_len(&self) -> usize {
         self.bio.buf().len()
     }
+
+    /// The descriptor to issue the I/O on (-1 for a memory device).
+    pub(crate) fn raw_fd(&self) -> RawFd {
+        target_file(&self.dev, self.read_fd).map_or(-1, AsRawFd::as_raw_fd)
+    }
+
+    /// Whether completing this request with `res` chains a writeback stage
+    /// (an emulated dontcache write that wrote bytes), which keeps the
+    /// request's in-flight slot until the writeback completes.
+    pub(crate) fn chains(&self, res: i64) -> bool {
+        self.dontcache.as_ref().is_some_and(|p| p.chains(res))
+    }
+
+    /// For a writeback stage: the byte range to write back and wait for.
+    pub(crate) fn writeback_range(&self) -> Option<(u64, u64)> {
+        self.dontcache.as_ref().and_then(Plan::writeback_range)
+    }
+}
+
+/// The file a request of `dev` is issued on: the device's, or, for a
+/// per-bio dontcache read (`read_fd`), its read-only twin without readahead
+/// when it has one. `None` for a memory device.
+pub(crate) fn target_file(dev: &DeviceShared, read_fd: bool) -> Option<&File> {
+    if read_fd {
+        dev.dc().and_then(|dc| dc.read_fd()).or_else(|| dev.file())
+    } else {
+        dev.file()
+    }
 }
 
 /// Completes `req` with `res` (bytes, or a negated errno): records the
 /// result, hands the bio to `completer.endio()` and then counts the I/O done
-/// on its device.
+/// on its device. For an emulated dontcache I/O, also makes its drop-behind
+/// ready, or returns the writeback stage of a write, which the backend
+/// issues next on the same in-flight slot (see `dontcache.rs`).
 ///
 /// Called only inside a `context::atomic()` section by a backend thread. The
 /// device's reference is dropped before the in-flight count falls, so a
 /// `drain` that sees zero knows no backend thread holds the device any more
 /// (and the file is closed by the user's thread, never by a reaper).
-pub(crate) fn complete(completer: &Completer, req: Request, res: i64) {
-    let Request { mut bio, dev, .. } = req;
+pub(crate) fn complete(completer: &Completer, req: Request, res: i64) -> Option<Request> {
+    let Request {
+        mut bio,
+        dev,
+        dontcache,
+        ..
+    } = req;
     bio.set_raw_result(res);
+    if let Some(plan) = dontcache {
+        return super::dontcache::finish(completer, bio, dev, plan, res);
+    }
     completer.endio(bio);
     let inflight = Arc::clone(&dev.inflight);
     drop(dev);
     inflight.done();
+    None
 }
 
 /// In-flight slots of a lane: a counting semaphore on a futex word.

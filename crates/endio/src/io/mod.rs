@@ -65,6 +65,17 @@
 //!    context. The device's in-flight count falls after `endio`, which is
 //!    what [`Device::drain`] waits for.
 //!
+//! A dontcache I/O ([`OpenOptions::dontcache`], [`BioFlags::DONTCACHE`])
+//! adds to this flow (see [`dontcache`] for the steps and why they are
+//! correct): at step 1 it takes a place in the device's dontcache backlog
+//! and its pages are looked up in the page cache; at step 7, after the
+//! caller's bio, a write's request becomes a *writeback stage* that keeps
+//! its slot (`IORING_OP_SYNC_FILE_RANGE`, issued by the same reaper), and
+//! when that (or a read) completes, a *drop bio* flagged `COMPLETE_IN_TASK`
+//! goes through `endio` and is deferred to the worker, which drops the
+//! pages (`POSIX_FADV_DONTNEED`), coalescing the ranges of its batch.
+//! `drain` also waits for those drops.
+//!
 //! The thread-pool backend differs in steps 4-6 only (a pool thread takes
 //! one request and performs it with `pread`/`pwrite`/`fdatasync`), the null
 //! backend in 4-6 too (an interrupt-like thread per CPU copies memory after
@@ -103,9 +114,11 @@
 //! [`Completer::endio`]: crate::Completer::endio
 //! [`context::atomic()`]: crate::context::atomic
 //! [`BioFlags::COMPLETE_IN_TASK`]: crate::BioFlags::COMPLETE_IN_TASK
+//! [`BioFlags::DONTCACHE`]: crate::BioFlags::DONTCACHE
 
 pub mod cache;
 mod device;
+pub mod dontcache;
 mod lane;
 mod null;
 mod threads;
@@ -115,6 +128,7 @@ pub mod verify;
 pub use device::{
     Device, DeviceKind, MAX_IO_BYTES, OpenError, OpenOptions, SubmitError, SubmitErrorKind,
 };
+pub use dontcache::{DontcacheMode, DontcacheStats};
 pub use verify::{Verifier, VerifyError, VerifyStats};
 
 use std::fmt;

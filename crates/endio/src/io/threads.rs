@@ -6,7 +6,9 @@
 //! call, gives the slot back and completes the request inside
 //! `context::atomic()`, exactly like an io_uring reaper: to the completer a
 //! pool thread is an interrupt. Idle threads sleep on the lane's futex
-//! doorbell; a submitter wakes one.
+//! doorbell; a submitter wakes one. The writeback stage of an emulated
+//! dontcache write is a blocking `sync_file_range(2)` on the same thread,
+//! after the write's completion and outside the atomic section.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -17,7 +19,7 @@ use std::time::Duration;
 use rustix::io::ReadWriteFlags;
 
 use super::EngineShared;
-use super::lane::{Request, complete};
+use super::lane::{Request, complete, target_file};
 use crate::bio::Op;
 use crate::context;
 
@@ -37,15 +39,24 @@ fn pool_main(shared: &EngineShared) {
     loop {
         // SeqCst: pairs with the store in `EngineShared::shutdown`.
         let closed = shared.closed.load(Ordering::SeqCst);
-        if let Some(mut req) = lane.inbox.pop() {
-            let res = if closed {
-                -i64::from(libc::ECANCELED)
-            } else {
-                perform(&mut req)
-            };
-            lane.slots.release(1);
-            let _atomic = context::atomic();
-            complete(&shared.completer, req, res);
+        if let Some(req) = lane.inbox.pop() {
+            // An emulated dontcache write chains its writeback stage, which
+            // this thread performs next on the same slot (blocking here, as
+            // the device would, outside the atomic section). Bounded: a
+            // stage never chains.
+            let mut next = Some(req);
+            while let Some(mut req) = next.take() {
+                let res = if closed {
+                    -i64::from(libc::ECANCELED)
+                } else {
+                    perform(&mut req)
+                };
+                if !req.chains(res) {
+                    lane.slots.release(1);
+                }
+                let _atomic = context::atomic();
+                next = complete(&shared.completer, req, res);
+            }
             continue;
         }
         if closed && lane.slots.all_free() {
@@ -68,10 +79,16 @@ fn pool_main(shared: &EngineShared) {
 /// Performs one request with blocking system calls: bytes transferred, or a
 /// negated errno.
 fn perform(req: &mut Request) -> i64 {
-    let Some(file) = req.dev.file() else {
+    let Some(file) = target_file(&req.dev, req.read_fd) else {
         return -i64::from(libc::EBADF);
     };
     let fd = file.as_fd();
+    if let Some((offset, len)) = req.writeback_range() {
+        return match crate::sys::sync_range(fd, offset, len) {
+            Ok(()) => 0,
+            Err(e) => -i64::from(e.raw_os_error().unwrap_or(libc::EIO)),
+        };
+    }
     let offset = req.bio.offset();
     let flags = ReadWriteFlags::from_bits_retain(req.rw_flags as u32);
     let len = req.transfer_len();

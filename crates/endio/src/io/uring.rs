@@ -24,7 +24,8 @@
 //! # Bounds
 //!
 //! A lane has `queue_depth` slots (`lane.rs`, invariant 1), so at most
-//! `queue_depth` requests are in the reaper's slab; the SQ has at least
+//! `queue_depth` requests are in the reaper's slab (a dontcache writeback
+//! stage holds the slot of its write, see `dontcache.rs`); the SQ has at least
 //! `queue_depth + 2` entries (the +2: the eventfd read and one cancel), so a
 //! push into the SQ never fails, and the CQ has twice the SQ's entries, so
 //! it never overflows.
@@ -40,7 +41,6 @@
 //! [`Device`]: crate::Device
 
 use std::io;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{Ordering, fence};
 use std::sync::mpsc;
@@ -124,6 +124,9 @@ struct Reaper {
     slab: Vec<Option<Request>>,
     free: Vec<u32>,
     in_kernel: u32,
+    /// Writeback stages of emulated dontcache writes completed in the last
+    /// pass: issued first in the next, on the slots their writes held.
+    chained: Vec<Request>,
     wake_armed: bool,
     /// The eventfd read's target; lives as long as the ring (declared
     /// first, dropped after it) and is never moved (boxed).
@@ -147,6 +150,7 @@ fn reaper_main(
         slab: (0..depth).map(|_| None).collect(),
         free: (0..depth).rev().collect(),
         in_kernel: 0,
+        chained: Vec::with_capacity(depth as usize),
         wake_armed: false,
         wake_buf: Box::new([0u8; 8]),
     };
@@ -188,7 +192,32 @@ fn reaper_main(
                 state.wake_armed = true;
             }
         }
-        // 2. Inbox -> SQ (batched: one io_uring_enter below issues all).
+        // 2. Chained writeback stages, then the inbox -> SQ (batched: one
+        //    io_uring_enter below issues all). A stage holds the slot of
+        //    its write, so there is a free slab index for it.
+        while let Some(mut req) = state.chained.pop() {
+            let Some(&index) = state.free.last() else {
+                // Cannot happen (each stage holds a slot); fail it rather
+                // than lose it.
+                done.push((req, -i64::from(libc::EBUSY)));
+                continue;
+            };
+            if closed {
+                done.push((req, -i64::from(libc::ECANCELED)));
+                continue;
+            }
+            let entry = prepare(&mut req).user_data(u64::from(index));
+            // SAFETY: a writeback stage's SQE points to no memory; the file
+            // stays open because the request holds its device.
+            match unsafe { sq.push(&entry) } {
+                Ok(()) => {
+                    state.free.pop();
+                    state.slab[index as usize] = Some(req);
+                    state.in_kernel += 1;
+                }
+                Err(_) => done.push((req, -i64::from(libc::EBUSY))),
+            }
+        }
         while let Some(&index) = state.free.last() {
             let Some(mut req) = lane.inbox.pop() else {
                 break;
@@ -230,12 +259,17 @@ fn reaper_main(
             }
         }
         // 4. Done when closed and nothing holds a slot of this lane.
-        if closed && state.in_kernel == 0 && done.is_empty() && lane.slots.all_free() {
+        if closed
+            && state.in_kernel == 0
+            && done.is_empty()
+            && state.chained.is_empty()
+            && lane.slots.all_free()
+        {
             break;
         }
         // 5. Submit the batch; wait for a completion unless there is
         //    something to do already.
-        let mut want = usize::from(done.is_empty());
+        let mut want = usize::from(done.is_empty() && state.chained.is_empty());
         if want == 1 {
             // SeqCst store, fence, then the inbox check: the reaper's half of
             // the `RingBell` handshake (a submitter pushes, fences, loads).
@@ -275,15 +309,19 @@ fn reaper_main(
             reap(&mut state, &cqe, &mut done);
         }
         cq.sync();
-        // 7. Slots back first (a handler that resubmits finds room), then
-        //    the completions, in atomic context: the reaper is endio's
-        //    interrupt.
+        // 7. Slots back first (a handler that resubmits finds room; an
+        //    emulated dontcache write keeps its slot for its writeback
+        //    stage), then the completions, in atomic context: the reaper is
+        //    endio's interrupt.
         if !done.is_empty() {
+            let kept = done.iter().filter(|(req, res)| req.chains(*res)).count();
             lane.slots
-                .release(u32::try_from(done.len()).unwrap_or(u32::MAX));
+                .release(u32::try_from(done.len() - kept).unwrap_or(u32::MAX));
             let _atomic = context::atomic();
             for (req, res) in done.drain(..) {
-                complete(&shared.completer, req, res);
+                if let Some(stage) = complete(&shared.completer, req, res) {
+                    state.chained.push(stage);
+                }
             }
         }
     }
@@ -311,7 +349,16 @@ fn reaper_main(
 
 /// The SQE of a request (without its `user_data`).
 fn prepare(req: &mut Request) -> squeue::Entry {
-    let fd = types::Fd(req.dev.file().map_or(-1, AsRawFd::as_raw_fd));
+    let fd = types::Fd(req.raw_fd());
+    if let Some((offset, len)) = req.writeback_range() {
+        // Never 0 (which would mean "to the end of the file"): a stage
+        // exists only for a write of at least one byte.
+        let len = u32::try_from(len).unwrap_or(u32::MAX);
+        return opcode::SyncFileRange::new(fd, len)
+            .offset(offset)
+            .flags(crate::sys::SYNC_RANGE_WRITE_AND_WAIT)
+            .build();
+    }
     let offset = req.bio.offset();
     let len = u32::try_from(req.transfer_len()).unwrap_or(u32::MAX);
     let rw_flags = req.rw_flags;

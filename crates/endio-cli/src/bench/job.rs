@@ -1,0 +1,542 @@
+//! One benchmark job: `iodepth` chains of I/O in a closed loop.
+//!
+//! 1. `iodepth` chains start from the main thread, each with a bio of its
+//!    own (an aligned buffer of `bs` bytes) and a random-number state.
+//! 2. A bio's handler runs in task context (the bio is flagged
+//!    `COMPLETE_IN_TASK` and completed by an engine reaper in atomic
+//!    context, so the completer's worker of that CPU runs it). It records
+//!    the latency from submission, counts the bytes, checks a read against
+//!    the verify pattern, then reuses the bio for the chain's next I/O and
+//!    submits it.
+//! 3. The next I/O is the next block of a shared cursor (sequential) or a
+//!    random block (random); a mixed pattern flips a coin for the
+//!    direction. A chain ends when the job has issued `size / bs` I/Os,
+//!    when `--runtime` is over, on an I/O error, or on Ctrl-C; the last
+//!    chain to end wakes the main thread.
+//! 4. Meanwhile the main thread samples the page-cache residency of the
+//!    target every 100 ms and moves the progress bar.
+//! 5. Then: wait for the completer, fsync if the job wrote and
+//!    `--end-fsync`, drain the device (which also waits for dontcache
+//!    drop-behind), and take the last sample. The job's time ends there.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use endio::{
+    Backend, Bio, BioFlags, Completer, Device, EndedBio, Engine, Op, OpenOptions, Verifier,
+    VerifyStats,
+};
+use hdrhistogram::Histogram;
+
+use super::report::{self, JobReport, Sample};
+use super::target::{Kind, Sampler, Target};
+use super::{Mode, Rw, dontcache, interrupt};
+
+/// The residency sampling period.
+const TICK: Duration = Duration::from_millis(100);
+
+/// The longest latency recorded exactly (longer ones count as this).
+const LATENCY_NS_MAX: u64 = 60_000_000_000;
+
+/// How long the end of a job may take (completer idle, fsync, drain).
+const END_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What a job does.
+#[derive(Debug, Clone)]
+pub(crate) struct JobSpec {
+    pub(crate) mode: Mode,
+    pub(crate) rw: Rw,
+    pub(crate) bs: u64,
+    pub(crate) iodepth: u32,
+    pub(crate) runtime: Option<Duration>,
+    pub(crate) time_based: bool,
+    pub(crate) backend: Option<Backend>,
+    pub(crate) end_fsync: bool,
+    pub(crate) seed: u64,
+    pub(crate) dontcache_emulated: bool,
+}
+
+/// Latencies of one direction, one histogram per CPU so that the handlers
+/// of different CPUs do not contend.
+#[derive(Debug)]
+pub(crate) struct Latencies {
+    stripes: Box<[Mutex<Histogram<u64>>]>,
+}
+
+impl Latencies {
+    fn new() -> Latencies {
+        let n = std::thread::available_parallelism()
+            .map_or(4, |n| n.get())
+            .min(64);
+        let hist = Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).expect("valid bounds");
+        Latencies {
+            stripes: (0..n).map(|_| Mutex::new(hist.clone())).collect(),
+        }
+    }
+
+    fn record(&self, ns: u64) {
+        let i = endio::sys::current_cpu() % self.stripes.len();
+        self.stripes[i]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .saturating_record(ns.max(1));
+    }
+
+    /// All stripes in one histogram.
+    pub(crate) fn merged(&self) -> Histogram<u64> {
+        let mut all = Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).expect("valid bounds");
+        for s in self.stripes.iter() {
+            let h = s.lock().unwrap_or_else(|p| p.into_inner());
+            all.add(&*h).expect("same bounds");
+        }
+        all
+    }
+}
+
+/// Counters of one direction.
+#[derive(Debug)]
+pub(crate) struct Direction {
+    pub(crate) ios: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+    pub(crate) lat: Latencies,
+}
+
+impl Direction {
+    fn new() -> Direction {
+        Direction {
+            ios: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            lat: Latencies::new(),
+        }
+    }
+}
+
+/// State shared by the chains of a job and its main thread.
+struct Shared {
+    dev: Device,
+    path: PathBuf,
+    rw: Rw,
+    bs: u64,
+    blocks: u64,
+    total_ios: u64,
+    deadline: Option<Instant>,
+    flags: BioFlags,
+    verifier: Option<Arc<Verifier>>,
+    issued: AtomicU64,
+    stop: AtomicBool,
+    read: Direction,
+    write: Direction,
+    done_bytes: AtomicU64,
+    errors: AtomicU64,
+    first_error: Mutex<Option<String>>,
+    active: AtomicU32,
+    ended: Mutex<Option<mpsc::Sender<()>>>,
+}
+
+/// xorshift64*: the chains' random numbers.
+fn next_random(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+impl Shared {
+    /// The next I/O of a chain, or `None` when the job is done.
+    fn next(&self, rng: &mut u64) -> Option<(Op, u64)> {
+        if self.stop.load(Ordering::Relaxed) || self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return None;
+        }
+        let n = self.issued.fetch_add(1, Ordering::Relaxed);
+        if n >= self.total_ios {
+            return None;
+        }
+        let block = if self.rw.random() {
+            next_random(rng) % self.blocks
+        } else {
+            n % self.blocks
+        };
+        let op = match self.rw {
+            Rw::Read | Rw::Randread => Op::Read,
+            Rw::Write | Rw::Randwrite => Op::Write,
+            Rw::Rw | Rw::Randrw => {
+                if next_random(rng) & 1 == 0 {
+                    Op::Read
+                } else {
+                    Op::Write
+                }
+            }
+        };
+        Some((op, block * self.bs))
+    }
+
+    fn fail(&self, message: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
+        let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+        first.get_or_insert(message);
+    }
+
+    fn chain_ended(&self) {
+        // AcqRel: the last chain's decrement sees every other chain's.
+        if self.active.fetch_sub(1, Ordering::AcqRel) == 1
+            && let Some(tx) = self.ended.lock().unwrap_or_else(|p| p.into_inner()).take()
+        {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Submits the chain's next I/O (reusing `ended`'s bio and buffer), or ends
+/// the chain.
+fn submit_next(shared: &Arc<Shared>, ended: Option<EndedBio>, mut rng: u64) {
+    let Some((op, offset)) = shared.next(&mut rng) else {
+        drop(ended);
+        shared.chain_ended();
+        return;
+    };
+    let s = Arc::clone(shared);
+    let fill = |buf: &mut [u8]| {
+        if op == Op::Write
+            && let Some(v) = &shared.verifier
+        {
+            v.fill(buf, offset);
+        }
+    };
+    let make = move |submitted: Instant| {
+        move |ended: EndedBio| on_complete(s, ended, op, offset, submitted, rng)
+    };
+    let bio = match ended {
+        Some(mut ended) => {
+            fill(ended.buf_mut());
+            ended.retarget(op, offset);
+            ended.into_bio(make(Instant::now()))
+        }
+        None => {
+            let mut buf = shared.dev.buf(shared.bs as usize);
+            buf.fill(0xa5);
+            fill(&mut buf);
+            Bio::new(op, offset, buf, make(Instant::now()))
+        }
+    };
+    if let Err(e) = shared.dev.submit(bio.with_flags(shared.flags)) {
+        shared.fail(e.message().to_owned());
+        shared.chain_ended();
+    }
+}
+
+fn on_complete(s: Arc<Shared>, ended: EndedBio, op: Op, offset: u64, submitted: Instant, rng: u64) {
+    let ns = submitted.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+    let (dir, name) = match op {
+        Op::Read => (&s.read, "read"),
+        _ => (&s.write, "write"),
+    };
+    match ended.result() {
+        Ok(n) if n as u64 == s.bs => {
+            dir.lat.record(ns);
+            dir.ios.fetch_add(1, Ordering::Relaxed);
+            dir.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            s.done_bytes.fetch_add(n as u64, Ordering::Relaxed);
+            if op == Op::Read
+                && let Some(v) = &s.verifier
+            {
+                // Counted (and the first errors kept) by the verifier.
+                let _ = v.check(ended.buf(), offset);
+            }
+        }
+        Ok(n) => s.fail(format!(
+            "short {name} at offset {offset} of {}: {n} of {} bytes; is the target smaller than --size?",
+            s.path.display(),
+            s.bs
+        )),
+        Err(e) => s.fail(format!(
+            "{name} of {} bytes at offset {offset} of {} failed: {e}",
+            s.bs,
+            s.path.display()
+        )),
+    }
+    submit_next(&s, Some(ended), rng);
+}
+
+/// Fsyncs `dev` through the engine.
+fn fsync(dev: &Device) -> anyhow::Result<()> {
+    let (tx, rx) = mpsc::channel();
+    dev.submit(Bio::flush(move |done| {
+        let _ = tx.send(done.result().map(|_| ()));
+    }))
+    .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    rx.recv_timeout(END_TIMEOUT)
+        .context("the fsync did not finish in 10 minutes")?
+        .with_context(|| format!("fsync of {}", dev.path().display()))
+}
+
+fn progress_bar(show: bool, len: Option<u64>, prefix: String) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar =
+        indicatif::ProgressBar::with_draw_target(len, indicatif::ProgressDrawTarget::stderr());
+    let template = if len.is_some() {
+        "{prefix:>15} [{bar:24}] {percent:>3}% {binary_bytes_per_sec:>12} {elapsed:>3}"
+    } else {
+        "{prefix:>15} {binary_bytes:>10} {binary_bytes_per_sec:>12} {elapsed:>3}"
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(prefix);
+    bar
+}
+
+fn open(
+    engine: &Engine,
+    target: &Target,
+    spec: &JobSpec,
+    read_only: bool,
+) -> anyhow::Result<Device> {
+    let o = OpenOptions::new()
+        .read(true)
+        .write(!read_only)
+        .direct(spec.mode == Mode::Direct);
+    let o = dontcache::open_options(o, spec.mode, spec.dontcache_emulated);
+    let dev = engine.open(&target.path, o)?;
+    let lbs = u64::from(dev.logical_block_size());
+    if spec.mode == Mode::Direct && !spec.bs.is_multiple_of(lbs) {
+        bail!(
+            "--bs {} is not a multiple of the logical block size {lbs} of {}, which direct I/O needs; use --bs {}",
+            spec.bs,
+            target.path.display(),
+            spec.bs.div_ceil(lbs) * lbs
+        );
+    }
+    Ok(dev)
+}
+
+fn build_engine(spec: &JobSpec, depth: u32) -> anyhow::Result<(Completer, Engine)> {
+    let completer = Completer::builder()
+        .build()
+        .context("cannot start the endio completer")?;
+    let mut builder = Engine::builder(completer.clone()).queue_depth(depth);
+    if let Some(b) = spec.backend {
+        builder = builder.backend(b);
+    }
+    let engine = builder.build().context("cannot start the I/O engine")?;
+    Ok((completer, engine))
+}
+
+/// Runs one job on `target` (its cache is invalidated first); returns the
+/// report and the backend used.
+pub(crate) fn run(
+    target: &Target,
+    spec: &JobSpec,
+    sampler: Option<&Sampler>,
+    verifier: Option<Arc<Verifier>>,
+    progress: bool,
+) -> anyhow::Result<(JobReport, Backend)> {
+    let left_cached = target.invalidate()?;
+    let (completer, engine) = build_engine(spec, spec.iodepth)?;
+    let dev = open(&engine, target, spec, !spec.rw.writes())?;
+    let blocks = target.size / spec.bs;
+    let (tx, rx) = mpsc::channel();
+    let usage_before = crate::rusage::now()?;
+    let start = Instant::now();
+    let mut samples = vec![sample(sampler, start, 0)];
+    let shared = Arc::new(Shared {
+        dev: dev.clone(),
+        path: target.path.clone(),
+        rw: spec.rw,
+        bs: spec.bs,
+        blocks,
+        total_ios: if spec.time_based { u64::MAX } else { blocks },
+        deadline: spec.runtime.map(|r| start + r),
+        flags: BioFlags::COMPLETE_IN_TASK,
+        verifier: verifier.clone(),
+        issued: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        read: Direction::new(),
+        write: Direction::new(),
+        done_bytes: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        first_error: Mutex::new(None),
+        active: AtomicU32::new(0),
+        ended: Mutex::new(Some(tx)),
+    });
+    let chains = u64::from(spec.iodepth).min(blocks) as u32;
+    shared.active.store(chains, Ordering::Relaxed);
+    let bar = progress_bar(
+        progress,
+        (!spec.time_based).then_some(blocks * spec.bs),
+        format!("{} {}", spec.mode.name(), spec.rw.name()),
+    );
+    for i in 0..chains {
+        let rng = (spec.seed ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(2 * u64::from(i) + 1) | 1;
+        submit_next(&shared, None, rng);
+    }
+    if chains == 0 {
+        shared
+            .ended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+    // Step 4: sample until the last chain ends.
+    let mut next_tick = start + TICK;
+    loop {
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let done = shared.done_bytes.load(Ordering::Relaxed);
+                samples.push(sample(sampler, start, done));
+                bar.set_position(done);
+                if interrupt::interrupted() {
+                    shared.stop.store(true, Ordering::Relaxed);
+                }
+                next_tick += TICK;
+            }
+        }
+    }
+    // Step 5.
+    dev.drain();
+    if !completer.wait_idle(END_TIMEOUT) {
+        bail!("the completer did not finish the job's handlers in 10 minutes");
+    }
+    let mut fsync_s = None;
+    if spec.rw.writes() && spec.end_fsync && shared.errors.load(Ordering::Relaxed) == 0 {
+        let t = Instant::now();
+        fsync(&dev)?;
+        fsync_s = Some(t.elapsed().as_secs_f64());
+    }
+    dev.drain();
+    let seconds = start.elapsed().as_secs_f64();
+    let usage = crate::rusage::now()?.since(&usage_before);
+    let done = shared.done_bytes.load(Ordering::Relaxed);
+    samples.push(sample(sampler, start, done));
+    bar.finish_and_clear();
+    let stats = completer.stats().total;
+    let dontcache = dontcache::report(&dev);
+    let backend = engine.backend();
+    let first_error = shared
+        .first_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if let Some(v) = &verifier {
+        for e in v.errors().iter().take(4) {
+            eprintln!("{} {}: {e}", spec.mode.name(), spec.rw.name());
+        }
+    }
+    let report = report::job_report(report::JobInputs {
+        spec,
+        seconds,
+        read: &shared.read,
+        write: &shared.write,
+        usage,
+        stats,
+        samples,
+        left_cached,
+        dontcache,
+        verify: verifier.map(|v| v.stats()).unwrap_or_default(),
+        fsync_s,
+        errors: shared.errors.load(Ordering::Relaxed),
+        first_error,
+        interrupted: interrupt::interrupted(),
+    });
+    if let Some(e) = &report.error_message {
+        eprintln!("{} {}: {e}", spec.mode.name(), spec.rw.name());
+    }
+    Ok((report, backend))
+}
+
+fn sample(sampler: Option<&Sampler>, start: Instant, bytes: u64) -> Sample {
+    let r = sampler.and_then(Sampler::sample);
+    Sample {
+        t_s: start.elapsed().as_secs_f64(),
+        bytes,
+        resident_bytes: r.map(|r| r.cached_bytes),
+        dirty_bytes: r.map(|r| r.dirty_bytes + r.writeback_bytes),
+    }
+}
+
+/// After a write job with `--verify`: drops the cache and reads the whole
+/// range back from the device (direct I/O where the target allows it),
+/// checking every block.
+pub(crate) fn verify_pass(
+    target: &Target,
+    spec: &JobSpec,
+    verifier: Option<Arc<Verifier>>,
+) -> anyhow::Result<VerifyStats> {
+    let Some(verifier) = verifier else {
+        return Ok(VerifyStats::default());
+    };
+    target.invalidate()?;
+    let mut read = JobSpec {
+        mode: Mode::Direct,
+        rw: Rw::Read,
+        runtime: None,
+        time_based: false,
+        end_fsync: false,
+        ..spec.clone()
+    };
+    let (_completer, engine) = build_engine(&read, spec.iodepth)?;
+    let dev = match open(&engine, target, &read, true) {
+        Ok(dev) => dev,
+        Err(_) if target.kind == Kind::File => {
+            read.mode = Mode::Buffered;
+            open(&engine, target, &read, true)?
+        }
+        Err(e) => return Err(e),
+    };
+    let blocks = target.size / spec.bs;
+    let (tx, rx) = mpsc::channel();
+    let chains = u64::from(spec.iodepth).min(blocks) as u32;
+    let shared = Arc::new(Shared {
+        dev: dev.clone(),
+        path: target.path.clone(),
+        rw: Rw::Read,
+        bs: spec.bs,
+        blocks,
+        total_ios: blocks,
+        deadline: None,
+        flags: BioFlags::COMPLETE_IN_TASK,
+        verifier: Some(Arc::clone(&verifier)),
+        issued: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        read: Direction::new(),
+        write: Direction::new(),
+        done_bytes: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        first_error: Mutex::new(None),
+        active: AtomicU32::new(chains),
+        ended: Mutex::new(Some(tx)),
+    });
+    for i in 0..chains {
+        submit_next(&shared, None, u64::from(i) + 1);
+    }
+    if chains > 0 {
+        let _ = rx.recv();
+    }
+    dev.drain();
+    engine.completer().wait_idle(END_TIMEOUT);
+    if let Some(e) = shared
+        .first_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+    {
+        bail!("{e}");
+    }
+    for e in verifier.errors().iter().take(4) {
+        eprintln!(
+            "read-back after {} {}: {e}",
+            spec.mode.name(),
+            spec.rw.name()
+        );
+    }
+    Ok(verifier.stats())
+}

@@ -1,0 +1,443 @@
+//! `--memcg SIZE`: runs the benchmark inside a memory cgroup of that limit,
+//! the memory-pressure setup of the dontcache series' cover letters (writes
+//! in a 244 MB memcg).
+//!
+//! 1. Where: cgroup v2 if a cgroup2 hierarchy offers the `memory`
+//!    controller (the cgroup is made at its root, `.../endio-bench-PID`,
+//!    with `memory` enabled in the root's `cgroup.subtree_control`), else
+//!    the cgroup v1 `memory` hierarchy (the cgroup is made below the
+//!    process's current memory cgroup, so limits above it still apply).
+//! 2. The cgroup is made, its limit written (`memory.max`, v1
+//!    `memory.limit_in_bytes`), and the whole process moved in by writing
+//!    its pid to `cgroup.procs` (every thread moves: the completer's
+//!    workers, the io_uring reapers and io-wq workers).
+//! 3. [`Memcg`] is a guard: dropped (at the end, on an error, after the
+//!    first Ctrl-C) it moves the process back to the cgroup it came from
+//!    and removes the directory; a second Ctrl-C does the same from the
+//!    signal thread ([`super::interrupt`]).
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+
+use super::interrupt::{self, Registration, Undo};
+use super::units::fmt_bytes;
+
+/// Which cgroup interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Version {
+    /// The unified hierarchy.
+    V2,
+    /// The legacy `memory` hierarchy.
+    V1,
+}
+
+/// One line of `/proc/self/mountinfo`, the fields used here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Mount {
+    /// The path inside the filesystem that is mounted (the cgroup at the
+    /// mount point).
+    root: String,
+    mount_point: PathBuf,
+    fstype: String,
+    super_options: String,
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses `/proc/self/mountinfo`; malformed lines are skipped.
+fn parse_mountinfo(text: &str) -> Vec<Mount> {
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let left: Vec<&str> = left.split(' ').collect();
+            let right: Vec<&str> = right.split(' ').collect();
+            if left.len() < 6 || right.len() < 3 {
+                return None;
+            }
+            Some(Mount {
+                root: unescape(left[3]),
+                mount_point: PathBuf::from(unescape(left[4])),
+                fstype: right[0].to_owned(),
+                super_options: right[2].to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// The process's cgroup path in the v2 hierarchy (`0::/path`), and in the
+/// v1 hierarchy that has `controller`, from `/proc/self/cgroup`.
+fn parse_proc_cgroup(text: &str, controller: &str) -> (Option<String>, Option<String>) {
+    let mut v2 = None;
+    let mut v1 = None;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if id == "0" && controllers.is_empty() {
+            v2 = Some(path.to_owned());
+        } else if controllers.split(',').any(|c| c == controller) {
+            v1 = Some(path.to_owned());
+        }
+    }
+    (v2, v1)
+}
+
+/// `mount_point` joined with the part of `cgroup` below the mount's root.
+fn cgroup_dir(mount: &Mount, cgroup: &str) -> PathBuf {
+    let root = mount.root.trim_end_matches('/');
+    let rel = cgroup.strip_prefix(root).unwrap_or(cgroup);
+    let rel = rel.trim_start_matches('/');
+    if rel.is_empty() {
+        mount.mount_point.clone()
+    } else {
+        mount.mount_point.join(rel)
+    }
+}
+
+/// Where the benchmark's cgroup goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Plan {
+    version: Version,
+    /// The directory the cgroup is made in.
+    parent: PathBuf,
+    /// The `cgroup.procs` of the process's cgroup now, to return to.
+    home_procs: PathBuf,
+}
+
+/// Chooses v2 or v1 from the process's mounts and cgroups;
+/// `controllers(dir)` reads `dir/cgroup.controllers` of a cgroup2 mount.
+fn plan(
+    mountinfo: &str,
+    proc_cgroup: &str,
+    controllers: impl Fn(&Path) -> Option<String>,
+) -> Result<Plan, String> {
+    let mounts = parse_mountinfo(mountinfo);
+    let (v2_path, v1_path) = parse_proc_cgroup(proc_cgroup, "memory");
+    let mut seen = Vec::new();
+    for m in mounts.iter().filter(|m| m.fstype == "cgroup2") {
+        let has_memory = controllers(&m.mount_point)
+            .is_some_and(|c| c.split_whitespace().any(|c| c == "memory"));
+        if has_memory {
+            let home = cgroup_dir(m, v2_path.as_deref().unwrap_or("/"));
+            return Ok(Plan {
+                version: Version::V2,
+                parent: m.mount_point.clone(),
+                home_procs: home.join("cgroup.procs"),
+            });
+        }
+        seen.push(format!(
+            "cgroup v2 at {} has no memory controller (it is bound to a v1 hierarchy or disabled)",
+            m.mount_point.display()
+        ));
+    }
+    let v1 = mounts
+        .iter()
+        .find(|m| m.fstype == "cgroup" && m.super_options.split(',').any(|o| o == "memory"));
+    match (v1, v1_path) {
+        (Some(m), Some(path)) => {
+            let home = cgroup_dir(m, &path);
+            Ok(Plan {
+                version: Version::V1,
+                parent: home.clone(),
+                home_procs: home.join("cgroup.procs"),
+            })
+        }
+        (Some(m), None) => Err(format!(
+            "the cgroup v1 memory hierarchy at {} does not list this process in /proc/self/cgroup",
+            m.mount_point.display()
+        )),
+        (None, _) => {
+            seen.push("no cgroup v1 memory hierarchy is mounted".into());
+            Err(seen.join("; "))
+        }
+    }
+}
+
+/// What the cgroup saw, for the report.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct MemcgReport {
+    /// The cgroup's directory.
+    pub(crate) path: PathBuf,
+    /// v1 or v2.
+    pub(crate) version: Version,
+    /// The limit.
+    pub(crate) limit_bytes: u64,
+    /// The most memory it was charged (`memory.peak`, v1
+    /// `memory.max_usage_in_bytes`), if the kernel tells.
+    pub(crate) peak_bytes: Option<u64>,
+    /// Times the limit was hit (`memory.events` `max`, v1
+    /// `memory.failcnt`).
+    pub(crate) limit_hits: Option<u64>,
+}
+
+/// The benchmark's memory cgroup, with the process in it; see the module
+/// docs.
+#[derive(Debug)]
+pub(crate) struct Memcg {
+    plan: Plan,
+    dir: PathBuf,
+    limit: u64,
+    left: bool,
+    _registration: Registration,
+}
+
+fn write(path: &Path, value: &str) -> io::Result<()> {
+    fs::write(path, value)
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+impl Memcg {
+    /// Makes the cgroup with `limit` bytes and moves the process into it.
+    pub(crate) fn enter(limit: u64) -> anyhow::Result<Memcg> {
+        let uid = rustix::process::geteuid();
+        if !uid.is_root() {
+            bail!(
+                "--memcg needs root: creating a memory cgroup ({} limit) and moving a process into it is not allowed for uid {}; run as root (e.g. with sudo) or drop --memcg",
+                fmt_bytes(limit),
+                uid.as_raw()
+            );
+        }
+        if limit < (16 << 20) {
+            bail!(
+                "--memcg {}: the limit is too small to run in (the benchmark itself needs memory); use at least 16M, e.g. --memcg 256M",
+                fmt_bytes(limit)
+            );
+        }
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").context(
+            "cannot read /proc/self/mountinfo to find the cgroup hierarchies; is /proc mounted?",
+        )?;
+        let proc_cgroup = fs::read_to_string("/proc/self/cgroup")
+            .context("cannot read /proc/self/cgroup; is this kernel built with cgroups?")?;
+        let plan = plan(&mountinfo, &proc_cgroup, |dir| {
+            fs::read_to_string(dir.join("cgroup.controllers")).ok()
+        })
+        .map_err(|why| {
+            anyhow::anyhow!(
+                "--memcg: no memory cgroup controller is available: {why}; enable one (boot with cgroup_enable=memory, or mount it: mount -t cgroup -o memory none /sys/fs/cgroup/memory) or drop --memcg"
+            )
+        })?;
+        if plan.version == Version::V2 {
+            let control = plan.parent.join("cgroup.subtree_control");
+            let enabled = fs::read_to_string(&control)
+                .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory"));
+            if !enabled {
+                write(&control, "+memory").with_context(|| {
+                    format!(
+                        "--memcg: cannot enable the memory controller for child cgroups in {}; enable it there (echo +memory > {}) or drop --memcg",
+                        control.display(),
+                        control.display()
+                    )
+                })?;
+            }
+        }
+        let dir = plan
+            .parent
+            .join(format!("endio-bench-{}", std::process::id()));
+        if dir.exists() {
+            // Left by an earlier process with the same pid that was killed.
+            let _ = fs::remove_dir(&dir);
+        }
+        fs::create_dir(&dir).with_context(|| {
+            format!(
+                "--memcg: cannot create the memory cgroup {}; check that {} is writable (root, not a read-only cgroupfs in a container) or drop --memcg",
+                dir.display(),
+                plan.parent.display()
+            )
+        })?;
+        // From here the directory exists: the guard removes it on any error.
+        let registration = interrupt::register(Undo::LeaveCgroup {
+            procs: plan.home_procs.clone(),
+            dir: dir.clone(),
+        });
+        let mut memcg = Memcg {
+            plan,
+            dir,
+            limit,
+            left: true,
+            _registration: registration,
+        };
+        let limit_file = match memcg.plan.version {
+            Version::V2 => "memory.max",
+            Version::V1 => "memory.limit_in_bytes",
+        };
+        write(&memcg.dir.join(limit_file), &limit.to_string()).with_context(|| {
+            format!(
+                "--memcg: cannot set {} of {} to {limit}",
+                limit_file,
+                memcg.dir.display()
+            )
+        })?;
+        write(
+            &memcg.dir.join("cgroup.procs"),
+            &std::process::id().to_string(),
+        )
+        .with_context(|| {
+            format!(
+                "--memcg: cannot move this process into {}",
+                memcg.dir.display()
+            )
+        })?;
+        memcg.left = false;
+        Ok(memcg)
+    }
+
+    /// What the cgroup saw so far.
+    pub(crate) fn report(&self) -> MemcgReport {
+        let (peak, hits) = match self.plan.version {
+            Version::V2 => (
+                read_u64(&self.dir.join("memory.peak")),
+                fs::read_to_string(self.dir.join("memory.events"))
+                    .ok()
+                    .and_then(|events| {
+                        events.lines().find_map(|l| {
+                            let (k, v) = l.split_once(' ')?;
+                            (k == "max").then(|| v.trim().parse().ok()).flatten()
+                        })
+                    }),
+            ),
+            Version::V1 => (
+                read_u64(&self.dir.join("memory.max_usage_in_bytes")),
+                read_u64(&self.dir.join("memory.failcnt")),
+            ),
+        };
+        MemcgReport {
+            path: self.dir.clone(),
+            version: self.plan.version,
+            limit_bytes: self.limit,
+            peak_bytes: peak,
+            limit_hits: hits,
+        }
+    }
+
+    /// Moves the process back and removes the cgroup.
+    fn leave(&mut self) -> io::Result<()> {
+        if !self.left {
+            write(&self.plan.home_procs, &std::process::id().to_string())?;
+            self.left = true;
+        }
+        // A just-emptied cgroup can be busy for a moment.
+        let mut last = Ok(());
+        for _ in 0..50 {
+            last = fs::remove_dir(&self.dir);
+            match &last {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        last
+    }
+}
+
+impl Drop for Memcg {
+    fn drop(&mut self) {
+        if let Err(e) = self.leave() {
+            eprintln!(
+                "warning: cannot leave and remove the memory cgroup {}: {e}; move out with `echo {} > {}` and remove it with `rmdir {}`",
+                self.dir.display(),
+                std::process::id(),
+                self.plan.home_procs.display(),
+                self.dir.display()
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+24 30 0:22 / /sys rw,nosuid - sysfs sysfs rw
+30 1 253:0 / / rw,relatime - ext4 /dev/vda rw
+40 24 0:35 / /sys/fs/cgroup rw - tmpfs tmpfs rw,mode=755
+41 40 0:36 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+45 40 0:40 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+46 40 0:41 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu
+";
+
+    const HYBRID_CGROUP: &str = "\
+5:cpu:/
+4:memory:/jobs/abc
+0::/
+";
+
+    #[test]
+    fn hybrid_without_v2_memory_uses_v1_below_the_current_cgroup() {
+        let p = plan(HYBRID, HYBRID_CGROUP, |_| Some(String::new())).unwrap();
+        assert_eq!(p.version, Version::V1);
+        assert_eq!(p.parent, Path::new("/sys/fs/cgroup/memory/jobs/abc"));
+        assert_eq!(
+            p.home_procs,
+            Path::new("/sys/fs/cgroup/memory/jobs/abc/cgroup.procs")
+        );
+    }
+
+    #[test]
+    fn unified_with_memory_uses_v2_at_its_root() {
+        let mounts = "35 24 0:30 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
+        let cg = "0::/user.slice/session-1.scope\n";
+        let p = plan(mounts, cg, |d| {
+            assert_eq!(d, Path::new("/sys/fs/cgroup"));
+            Some("cpuset cpu io memory pids\n".into())
+        })
+        .unwrap();
+        assert_eq!(p.version, Version::V2);
+        assert_eq!(p.parent, Path::new("/sys/fs/cgroup"));
+        assert_eq!(
+            p.home_procs,
+            Path::new("/sys/fs/cgroup/user.slice/session-1.scope/cgroup.procs")
+        );
+    }
+
+    #[test]
+    fn no_memory_controller_is_explained() {
+        let mounts = "41 40 0:36 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
+        let e = plan(mounts, "0::/\n", |_| Some("pids".into())).unwrap_err();
+        assert!(e.contains("no memory controller"), "{e}");
+        assert!(e.contains("no cgroup v1 memory hierarchy"), "{e}");
+    }
+
+    #[test]
+    fn a_mount_of_a_subtree_maps_paths_below_its_root() {
+        let mounts = "45 40 0:40 /jobs /mnt/mem rw - cgroup cgroup rw,memory\n";
+        let p = plan(mounts, "4:memory:/jobs/abc\n", |_| None).unwrap();
+        assert_eq!(p.parent, Path::new("/mnt/mem/abc"));
+    }
+
+    #[test]
+    fn mountinfo_escapes_and_junk() {
+        let m = parse_mountinfo("1 2 0:1 / /a\\040b rw - cgroup2 none rw\nnonsense\n");
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].mount_point, Path::new("/a b"));
+    }
+}

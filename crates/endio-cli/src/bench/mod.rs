@@ -1,0 +1,530 @@
+//! `endio bench`: fio-like I/O benchmarks that put buffered, dontcache and
+//! direct I/O side by side — throughput, latency, CPU and, above all, the
+//! page-cache footprint.
+//!
+//! 1. The target: `--target PATH` (a file, created if missing, or a block
+//!    device), else a temporary file in `$TMPDIR` (the embedded default),
+//!    or with `--bdev` a loop device over one. A temporary target, a file
+//!    shorter than `--size`, or any target that `--verify` reads is first
+//!    laid out: written whole (direct I/O where possible), with the verify
+//!    pattern when verifying.
+//! 2. With `--memcg SIZE` the process moves into a memory cgroup of that
+//!    limit first ([`memcg`]), and back out at the end.
+//! 3. The jobs: for each `--mode` (default: buffered, dontcache, direct),
+//!    each `--rw` pattern (default: write, then read) in turn, on the same
+//!    target. Before each job the target's page cache is invalidated (fsync
+//!    and `POSIX_FADV_DONTNEED`, fio's `invalidate=1`); each job has its own
+//!    completer and engine, so its deferral counters are its own.
+//! 4. A job ([`job`]) keeps `--iodepth` bios in flight in a closed loop:
+//!    each completion handler, run in task context by the completer,
+//!    records the latency, checks a read against the verify pattern, and
+//!    submits the next I/O. The main thread samples the target's page-cache
+//!    residency every 100 ms (`cachestat(2)`) and draws the progress bar.
+//!    A job ends after `--size` bytes or `--runtime`, whichever comes first
+//!    (with `--time-based`, at `--runtime` only, going over the range again);
+//!    a job that wrote then fsyncs (`--end-fsync`, on by default) and the
+//!    time includes it.
+//! 5. The report ([`report`]): a table per access pattern with a column per
+//!    mode, `--json` (one object per job, DESIGN §3 fields plus fio's
+//!    `jobs[].read|write` keys), and `--plot` ([`plot`]).
+
+mod dontcache;
+mod interrupt;
+mod job;
+mod loopdev;
+mod memcg;
+mod plot;
+mod report;
+mod target;
+pub(crate) mod units;
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use endio::{Backend, Verifier};
+use serde::Serialize;
+
+use job::JobSpec;
+use memcg::Memcg;
+use report::{JobReport, RunReport};
+use target::Target;
+
+/// How a job reaches the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Mode {
+    /// Through the page cache.
+    Buffered,
+    /// Through the page cache, dropping what the I/O brought in once it is
+    /// done (`RWF_DONTCACHE`, or endio's emulation of it).
+    Dontcache,
+    /// Around the page cache (`O_DIRECT`).
+    Direct,
+}
+
+impl Mode {
+    /// Its name on the command line.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Mode::Buffered => "buffered",
+            Mode::Dontcache => "dontcache",
+            Mode::Direct => "direct",
+        }
+    }
+}
+
+/// The access pattern, as fio's `rw` (whose names the variants keep).
+#[allow(clippy::enum_variant_names)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Rw {
+    /// Sequential reads.
+    Read,
+    /// Sequential writes.
+    Write,
+    /// Random reads.
+    Randread,
+    /// Random writes.
+    Randwrite,
+    /// Sequential, half reads and half writes at random.
+    Rw,
+    /// Random offsets, half reads and half writes.
+    Randrw,
+}
+
+impl Rw {
+    /// Its name on the command line.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Rw::Read => "read",
+            Rw::Write => "write",
+            Rw::Randread => "randread",
+            Rw::Randwrite => "randwrite",
+            Rw::Rw => "rw",
+            Rw::Randrw => "randrw",
+        }
+    }
+
+    /// Whether it reads.
+    pub(crate) fn reads(self) -> bool {
+        !matches!(self, Rw::Write | Rw::Randwrite)
+    }
+
+    /// Whether it writes.
+    pub(crate) fn writes(self) -> bool {
+        !matches!(self, Rw::Read | Rw::Randread)
+    }
+
+    /// Whether offsets are random.
+    pub(crate) fn random(self) -> bool {
+        matches!(self, Rw::Randread | Rw::Randwrite | Rw::Randrw)
+    }
+
+    /// How the table heads it.
+    pub(crate) fn title(self) -> &'static str {
+        match self {
+            Rw::Read => "sequential read",
+            Rw::Write => "sequential write",
+            Rw::Randread => "random read",
+            Rw::Randwrite => "random write",
+            Rw::Rw => "sequential mixed read/write (50/50)",
+            Rw::Randrw => "random mixed read/write (50/50)",
+        }
+    }
+}
+
+fn parse_size_arg(s: &str) -> Result<u64, String> {
+    units::parse_size(s)
+}
+
+fn parse_memcg_arg(s: &str) -> Result<u64, String> {
+    units::parse_size(s).map_err(|e| format!("{e}; --memcg takes the memory limit, e.g. 256M"))
+}
+
+/// Options of `endio bench`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BenchArgs {
+    /// File or block device to benchmark (a missing file is created). Its
+    /// data in the range used is overwritten by write jobs and by the
+    /// layout. Without it, a temporary file in $TMPDIR (or /var/tmp if that
+    /// is tmpfs) is made and removed: the embedded default.
+    #[arg(long, value_name = "PATH")]
+    target: Option<PathBuf>,
+
+    /// Run on a loop block device (root) over a temporary file instead of
+    /// the file itself; endio creates it with losetup and removes it.
+    #[arg(long, conflicts_with = "target")]
+    bdev: bool,
+
+    /// Bytes of the target to use, from offset 0 (k, m, g, t suffixes are
+    /// powers of 1024). Default: the target's size; 1G for a temporary or
+    /// new file.
+    #[arg(long, value_parser = parse_size_arg, value_name = "SIZE")]
+    size: Option<u64>,
+
+    /// Access pattern: read, write, randread, randwrite, rw (sequential,
+    /// 50% reads), randrw. A comma list runs each in turn for every mode.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "write,read")]
+    rw: Vec<Rw>,
+
+    /// Block size of each I/O. Default: 1M for sequential patterns, 4k for
+    /// random ones.
+    #[arg(long, value_parser = parse_size_arg, value_name = "SIZE")]
+    bs: Option<u64>,
+
+    /// I/Os kept in flight.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    iodepth: u32,
+
+    /// buffered, dontcache or direct; repeat or give a comma list to run
+    /// several one after another on the same target (default: all three).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    mode: Vec<Mode>,
+
+    /// Stop a job after this long even if --size bytes are not done (10,
+    /// 2.5, 500ms, 1m).
+    #[arg(long, value_parser = units::parse_runtime, value_name = "TIME")]
+    runtime: Option<Duration>,
+
+    /// Keep going over the range until --runtime is over, instead of
+    /// stopping after --size bytes (fio's time_based).
+    #[arg(long, requires = "runtime")]
+    time_based: bool,
+
+    /// I/O backend: uring, threads or null (default: io_uring, or the
+    /// thread pool where io_uring is unavailable; ENDIO_BACKEND also
+    /// chooses).
+    #[arg(long, value_parser = Backend::from_str)]
+    backend: Option<Backend>,
+
+    /// Write a checksummed pattern and check every block read (as fio's
+    /// verify=crc32c); after a write job, read the range back from the
+    /// device and check it. Exits non-zero on any verify error.
+    #[arg(long)]
+    verify: bool,
+
+    /// Seed of the random offsets, the read/write mix and the verify
+    /// pattern.
+    #[arg(long, default_value_t = 0x5eed)]
+    seed: u64,
+
+    /// fsync at the end of a job that wrote, inside its time (unlike fio's
+    /// end_fsync=0 default, so a buffered write is timed until its data is
+    /// on the device); --end-fsync=false to leave it out.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    end_fsync: bool,
+
+    /// Force endio's dontcache emulation even where the kernel has
+    /// RWF_DONTCACHE for the target.
+    #[arg(long)]
+    dontcache_emulated: bool,
+
+    /// Write the results as JSON to FILE, or to standard output with `-`
+    /// (the table then goes to standard error).
+    #[arg(long, value_name = "FILE|-")]
+    json: Option<PathBuf>,
+
+    /// Plot throughput and page-cache residency over time to FILE.svg
+    /// (default for the embedded default: endio-bench.svg).
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+
+    /// Do not write a plot.
+    #[arg(long, conflicts_with = "plot")]
+    no_plot: bool,
+
+    /// Run inside a memory cgroup with this limit (root; cgroup v2, else
+    /// v1), created and removed by endio: the memory-pressure setup of the
+    /// dontcache series (e.g. 256M).
+    #[arg(long, value_parser = parse_memcg_arg, value_name = "SIZE")]
+    memcg: Option<u64>,
+}
+
+/// The jobs of a run, in order.
+fn job_list(modes: &[Mode], rws: &[Rw]) -> Vec<(Mode, Rw)> {
+    let mut out = Vec::new();
+    for &m in modes {
+        for &rw in rws {
+            if !out.contains(&(m, rw)) {
+                out.push((m, rw));
+            }
+        }
+    }
+    out
+}
+
+/// The default block size of a pattern.
+fn default_bs(rw: Rw) -> u64 {
+    if rw.random() { 4096 } else { 1 << 20 }
+}
+
+/// Checks the plot path: SVG only (see the module docs of [`plot`]).
+fn check_plot_path(path: &Path) -> anyhow::Result<()> {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+    {
+        Some(e) if e == "svg" => Ok(()),
+        Some(e) if e == "png" => bail!(
+            "--plot {}: PNG is not offered: plotters draws text into bitmaps only with a font rasterizer and system fonts (fontconfig), which endio does not depend on; use --plot {} (any browser shows it; convert with `rsvg-convert -o {} {}` if you need a PNG)",
+            path.display(),
+            path.with_extension("svg").display(),
+            path.display(),
+            path.with_extension("svg").display()
+        ),
+        _ => bail!(
+            "--plot {}: the plot is an SVG file; give a name ending in .svg, e.g. --plot endio-bench.svg",
+            path.display()
+        ),
+    }
+}
+
+/// Runs `endio bench`.
+pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let embedded = args.target.is_none();
+    let plot_path = match (&args.plot, args.no_plot, embedded) {
+        (Some(p), _, _) => Some(p.clone()),
+        (None, false, true) => Some(PathBuf::from("endio-bench.svg")),
+        _ => None,
+    };
+    if let Some(p) = &plot_path {
+        check_plot_path(p)?;
+    }
+    let modes: Vec<Mode> = if args.mode.is_empty() {
+        vec![Mode::Buffered, Mode::Dontcache, Mode::Direct]
+    } else {
+        args.mode.clone()
+    };
+    let jobs = job_list(&modes, &args.rw);
+    let bs_of = |rw: Rw| args.bs.unwrap_or_else(|| default_bs(rw));
+    let bs_max = jobs.iter().map(|&(_, rw)| bs_of(rw)).max().unwrap_or(4096);
+    let bs_min = jobs.iter().map(|&(_, rw)| bs_of(rw)).min().unwrap_or(4096);
+    if bs_min == 0 {
+        bail!("--bs 0: a block size must be at least one byte; e.g. --bs 4k");
+    }
+    if bs_max > endio::io::MAX_IO_BYTES {
+        bail!(
+            "--bs {}: larger than one I/O can be ({} bytes); e.g. --bs 1M",
+            bs_max,
+            endio::io::MAX_IO_BYTES
+        );
+    }
+    let null_backend = args.backend.or_else(|| {
+        std::env::var(endio::io::BACKEND_ENV)
+            .ok()
+            .and_then(|v| Backend::parse_env(&v).ok().flatten())
+    }) == Some(Backend::Null);
+    if args.verify && null_backend {
+        bail!(
+            "--verify with the null backend: its devices are memory that lives for one job, so no job can read what another wrote; drop --verify or choose --backend uring or threads"
+        );
+    }
+    let verify_block = if args.verify {
+        let vb = if jobs.iter().all(|&(_, rw)| bs_of(rw).is_multiple_of(4096)) {
+            4096
+        } else {
+            bs_min
+        };
+        if vb < endio::io::verify::BLOCK_MIN as u64
+            || !vb.is_multiple_of(8)
+            || jobs.iter().any(|&(_, rw)| !bs_of(rw).is_multiple_of(vb))
+        {
+            bail!(
+                "--verify needs block sizes of at least {} bytes that are multiples of 8 and of each other; e.g. --bs 4k",
+                endio::io::verify::BLOCK_MIN
+            );
+        }
+        Some(vb as usize)
+    } else {
+        None
+    };
+    if let Some(size) = args.size
+        && size < bs_max
+    {
+        bail!(
+            "--size {} is smaller than the block size {}; give --size at least {}",
+            units::fmt_bytes(size),
+            units::fmt_bytes(bs_max),
+            bs_max
+        );
+    }
+
+    interrupt::install();
+    // Declared first, dropped last: the process leaves the cgroup after the
+    // target is gone.
+    let memcg = args.memcg.map(Memcg::enter).transpose()?;
+    let mut target = match (&args.target, args.bdev) {
+        (Some(path), _) => Target::user(path, args.size)?,
+        (None, true) => Target::temp_loop_device(args.size.unwrap_or(target::DEFAULT_SIZE))?,
+        (None, false) => Target::temp_file(args.size.unwrap_or(target::DEFAULT_SIZE))?,
+    };
+    // Whole blocks of the largest block size.
+    target.size -= target.size % bs_max;
+    if target.size == 0 {
+        bail!(
+            "{} holds less than one block of {}; give a larger --size",
+            target.path.display(),
+            units::fmt_bytes(bs_max)
+        );
+    }
+
+    let table_to_stderr = args.json.as_deref() == Some(Path::new("-"));
+    let mut out: Box<dyn std::io::Write> = if table_to_stderr {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    let progress = std::io::stderr().is_terminal();
+    let seed = args.seed;
+    let verifier = || verify_block.map(|vb| Arc::new(Verifier::new(vb, seed)));
+
+    let reads_verified = args.verify && jobs.iter().any(|&(_, rw)| rw.reads());
+    if target.needs_layout || reads_verified {
+        eprintln!(
+            "laying out {} ({}{})",
+            target.path.display(),
+            units::fmt_bytes(target.size),
+            if args.verify { ", verify pattern" } else { "" }
+        );
+        target.lay_out(args.backend, verifier().as_deref())?;
+    }
+
+    let mut notes = Vec::new();
+    if embedded {
+        notes.push(format!(
+            "embedded default: {} of {}; each job starts with the page cache of the target dropped",
+            target.description,
+            units::fmt_bytes(target.size)
+        ));
+    }
+    let mut reports: Vec<JobReport> = Vec::new();
+    let sampler = target.sampler();
+    let mut backend_used = None;
+    let mut failure = None;
+    for &(mode, rw) in &jobs {
+        if interrupt::interrupted() {
+            break;
+        }
+        let spec = JobSpec {
+            mode,
+            rw,
+            bs: bs_of(rw),
+            iodepth: args.iodepth,
+            runtime: args.runtime,
+            time_based: args.time_based,
+            backend: args.backend,
+            end_fsync: args.end_fsync,
+            seed,
+            dontcache_emulated: args.dontcache_emulated,
+        };
+        match job::run(&target, &spec, sampler.as_ref(), verifier(), progress) {
+            Ok((mut report, backend)) => {
+                backend_used.get_or_insert(backend);
+                if args.verify && rw.writes() && report.errors == 0 && !interrupt::interrupted() {
+                    match job::verify_pass(&target, &spec, verifier()) {
+                        Ok(stats) => {
+                            report.verify.checked_bytes += stats.checked_bytes;
+                            report.verify.errors += stats.errors;
+                        }
+                        Err(e) => {
+                            failure = Some(e.context(format!(
+                                "reading back {} after {} {}",
+                                target.path.display(),
+                                mode.name(),
+                                rw.name()
+                            )));
+                        }
+                    }
+                }
+                reports.push(report);
+            }
+            Err(e) => {
+                failure = Some(e.context(format!("{} {} job", mode.name(), rw.name())));
+            }
+        }
+        if failure.is_some() {
+            break;
+        }
+    }
+    let run = RunReport::new(
+        &target,
+        args,
+        backend_used,
+        memcg.as_ref().map(Memcg::report),
+        notes,
+        reports,
+    );
+    if !run.jobs.is_empty() {
+        report::print_table(&mut out, &run).context("cannot print the table")?;
+        out.flush().ok();
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&run).context("cannot encode the JSON")?;
+        if path == Path::new("-") {
+            println!("{text}");
+        } else {
+            std::fs::write(path, text + "\n")
+                .with_context(|| format!("cannot write --json {}", path.display()))?;
+        }
+    }
+    if let Some(path) = &plot_path
+        && !run.jobs.is_empty()
+    {
+        plot::write_svg(path, &run)
+            .with_context(|| format!("cannot write the plot {}", path.display()))?;
+        writeln!(out, "plot: {}", path.display()).ok();
+    }
+    drop(sampler);
+    drop(target);
+    drop(memcg);
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if interrupt::interrupted() {
+        bail!("interrupted; the results above are of the jobs that ran");
+    }
+    let io_errors: u64 = run.jobs.iter().map(|j| j.errors).sum();
+    let verify_errors: u64 = run.jobs.iter().map(|j| j.verify.errors).sum();
+    if io_errors > 0 || verify_errors > 0 {
+        bail!(
+            "{io_errors} I/O errors and {verify_errors} verify errors (see the table and the messages above)"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_run_every_pattern_per_mode_once() {
+        let jobs = job_list(
+            &[Mode::Buffered, Mode::Direct, Mode::Buffered],
+            &[Rw::Write, Rw::Read],
+        );
+        assert_eq!(
+            jobs,
+            [
+                (Mode::Buffered, Rw::Write),
+                (Mode::Buffered, Rw::Read),
+                (Mode::Direct, Rw::Write),
+                (Mode::Direct, Rw::Read)
+            ]
+        );
+    }
+
+    #[test]
+    fn only_svg_plots_are_written() {
+        check_plot_path(Path::new("a.svg")).unwrap();
+        check_plot_path(Path::new("A.SVG")).unwrap();
+        let e = check_plot_path(Path::new("a.png")).unwrap_err().to_string();
+        assert!(e.contains("a.svg") && e.contains("fontconfig"), "{e}");
+        assert!(check_plot_path(Path::new("a")).is_err());
+    }
+}

@@ -1,0 +1,397 @@
+//! What a benchmark runs on: the user's file or block device, a temporary
+//! file (the embedded default), or a loop device over one (`--bdev`); how
+//! it is laid out, and how its page cache is invalidated before each job
+//! (fio's `invalidate=1`).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use endio::io::cache::{self, Residency};
+use endio::{Backend, Bio, Completer, Engine, OpenError, OpenOptions, Verifier};
+use serde::Serialize;
+
+use super::interrupt::{self, Registration, Undo};
+use super::loopdev::LoopDev;
+use super::units::fmt_bytes;
+
+/// Default size of a temporary target.
+pub(crate) const DEFAULT_SIZE: u64 = 1 << 30;
+
+/// `statfs` magic numbers of the filesystems worth naming.
+const FS_NAMES: [(i64, &str); 7] = [
+    (0x0102_1994, "tmpfs"),
+    (0xEF53, "ext4"),
+    (0x5846_5342, "xfs"),
+    (0x9123_683E, "btrfs"),
+    (0xF2F5_2010, "f2fs"),
+    (0x6969, "nfs"),
+    (0x794C_7630, "overlayfs"),
+];
+
+/// The filesystem type of `dir`, named if known.
+pub(crate) fn fs_name(dir: &Path) -> Option<String> {
+    let s = rustix::fs::statfs(dir).ok()?;
+    // `f_type` is an `i64` on x86_64 and narrower on some targets.
+    #[allow(clippy::unnecessary_cast)]
+    let magic = s.f_type as i64;
+    Some(
+        FS_NAMES
+            .iter()
+            .find(|(m, _)| *m == magic)
+            .map_or_else(|| format!("fs {magic:#x}"), |(_, n)| (*n).to_owned()),
+    )
+}
+
+/// What kind of target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Kind {
+    /// A regular file.
+    File,
+    /// A block device.
+    BlockDevice,
+}
+
+/// The target of a run. Fields drop in order: the loop device is detached
+/// before the temporary directory with its backing file is removed.
+#[derive(Debug)]
+pub(crate) struct Target {
+    /// The path jobs open.
+    pub(crate) path: PathBuf,
+    /// File or block device.
+    pub(crate) kind: Kind,
+    /// The bytes the jobs use, from offset 0.
+    pub(crate) size: u64,
+    /// What the target is, for the report (`temporary file on ext4 in
+    /// /var/tmp`).
+    pub(crate) description: String,
+    /// Whether endio made it (and removes it).
+    pub(crate) temporary: bool,
+    /// Whether it must be written before it is read (a new or short file,
+    /// a fresh loop device).
+    pub(crate) needs_layout: bool,
+    /// A file whose cache must be invalidated along with the target (the
+    /// backing file of a loop device without direct I/O).
+    also_invalidate: Option<PathBuf>,
+    _loop: Option<LoopDev>,
+    _dir: Option<(tempfile::TempDir, Registration)>,
+}
+
+/// A temporary directory on a filesystem with a page cache of its own:
+/// `$TMPDIR` (or `/tmp`), else `/var/tmp` if that is tmpfs; and a note if
+/// the choice was not the first.
+fn disk_temp_dir() -> anyhow::Result<(tempfile::TempDir, Option<String>)> {
+    let base = std::env::temp_dir();
+    let mut note = None;
+    let dir = if fs_name(&base).as_deref() == Some("tmpfs") {
+        let alt = PathBuf::from("/var/tmp");
+        if !alt.is_dir() || fs_name(&alt).as_deref() == Some("tmpfs") {
+            bail!(
+                "{} and /var/tmp are tmpfs, whose files live in the page cache (no O_DIRECT, nothing for dontcache to drop); set TMPDIR to a directory on a disk filesystem or use --target",
+                base.display()
+            );
+        }
+        note = Some(format!(
+            "note: {} is tmpfs (its files are page cache: nothing to compare); using /var/tmp",
+            base.display()
+        ));
+        alt
+    } else {
+        base
+    };
+    let t = tempfile::Builder::new()
+        .prefix("endio-bench-")
+        .tempdir_in(&dir)
+        .with_context(|| {
+            format!(
+                "cannot create a temporary directory in {}; set TMPDIR to a writable directory on a disk filesystem",
+                dir.display()
+            )
+        })?;
+    Ok((t, note))
+}
+
+impl Target {
+    /// A temporary file of `size` bytes (the embedded default).
+    pub(crate) fn temp_file(size: u64) -> anyhow::Result<Target> {
+        let (dir, note) = disk_temp_dir()?;
+        if let Some(note) = note {
+            eprintln!("{note}");
+        }
+        let registration = interrupt::register(Undo::RemoveDir(dir.path().to_owned()));
+        let path = dir.path().join("data");
+        File::create(&path)
+            .with_context(|| format!("cannot create the temporary file {}", path.display()))?;
+        let fs = fs_name(dir.path()).unwrap_or_else(|| "an unknown filesystem".into());
+        Ok(Target {
+            description: format!("temporary file on {fs}"),
+            path,
+            kind: Kind::File,
+            size,
+            temporary: true,
+            needs_layout: true,
+            also_invalidate: None,
+            _loop: None,
+            _dir: Some((dir, registration)),
+        })
+    }
+
+    /// A loop device over a temporary file of `size` bytes (`--bdev`).
+    pub(crate) fn temp_loop_device(size: u64) -> anyhow::Result<Target> {
+        let (dir, note) = disk_temp_dir()?;
+        if let Some(note) = note {
+            eprintln!("{note}");
+        }
+        let registration = interrupt::register(Undo::RemoveDir(dir.path().to_owned()));
+        let backing = dir.path().join("backing.img");
+        let f = File::create(&backing)
+            .with_context(|| format!("cannot create {}", backing.display()))?;
+        f.set_len(size)
+            .with_context(|| format!("cannot size {} to {size} bytes", backing.display()))?;
+        drop(f);
+        let dev = LoopDev::attach(&backing)?;
+        let fs = fs_name(dir.path()).unwrap_or_else(|| "an unknown filesystem".into());
+        let description = format!(
+            "loop device over a temporary file on {fs}, {}",
+            if dev.direct_io() {
+                "with direct I/O to the backing file"
+            } else {
+                "whose backing file is cached too (the kernel refused --direct-io)"
+            }
+        );
+        Ok(Target {
+            path: dev.path().to_owned(),
+            kind: Kind::BlockDevice,
+            size,
+            description,
+            temporary: true,
+            needs_layout: true,
+            also_invalidate: (!dev.direct_io()).then_some(backing),
+            _loop: Some(dev),
+            _dir: Some((dir, registration)),
+        })
+    }
+
+    /// The user's `--target`; `size` from `--size`.
+    pub(crate) fn user(path: &Path, size: Option<u64>) -> anyhow::Result<Target> {
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.file_type().is_dir() => bail!(
+                "--target {} is a directory; give a file (it is created if missing) or a block device",
+                path.display()
+            ),
+            Ok(meta) if std::os::unix::fs::FileTypeExt::is_block_device(&meta.file_type()) => {
+                let f = File::open(path).with_context(|| {
+                    format!(
+                        "cannot open {} to read its size; run as a user who may read it (root for most block devices)",
+                        path.display()
+                    )
+                })?;
+                let dev_size = endio::sys::block_device_size(&f)
+                    .with_context(|| format!("cannot read the size of {}", path.display()))?;
+                let size = size.unwrap_or(dev_size);
+                if size > dev_size {
+                    bail!(
+                        "--size {} is larger than {} ({}); use at most --size {dev_size}",
+                        fmt_bytes(size),
+                        path.display(),
+                        fmt_bytes(dev_size)
+                    );
+                }
+                Ok(Target {
+                    path: path.to_owned(),
+                    kind: Kind::BlockDevice,
+                    size,
+                    description: format!("block device ({})", fmt_bytes(dev_size)),
+                    temporary: false,
+                    needs_layout: false,
+                    also_invalidate: None,
+                    _loop: None,
+                    _dir: None,
+                })
+            }
+            Ok(meta) if meta.file_type().is_file() => {
+                let len = meta.len();
+                let size = match size {
+                    Some(s) => s,
+                    None if len > 0 => len,
+                    None => DEFAULT_SIZE,
+                };
+                let fs = path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map_or_else(|| fs_name(Path::new(".")), fs_name)
+                    .unwrap_or_else(|| "an unknown filesystem".into());
+                Ok(Target {
+                    path: path.to_owned(),
+                    kind: Kind::File,
+                    size,
+                    description: format!("file on {fs} ({})", fmt_bytes(len)),
+                    temporary: false,
+                    needs_layout: len < size,
+                    also_invalidate: None,
+                    _loop: None,
+                    _dir: None,
+                })
+            }
+            Ok(_) => bail!(
+                "--target {} is neither a regular file nor a block device",
+                path.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let parent = path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                if !parent.is_dir() {
+                    bail!(
+                        "--target {}: the directory {} does not exist; create it or choose another path",
+                        path.display(),
+                        parent.display()
+                    );
+                }
+                File::create(path).with_context(|| {
+                    format!("--target {}: cannot create the file", path.display())
+                })?;
+                let fs = fs_name(parent).unwrap_or_else(|| "an unknown filesystem".into());
+                Ok(Target {
+                    path: path.to_owned(),
+                    kind: Kind::File,
+                    size: size.unwrap_or(DEFAULT_SIZE),
+                    description: format!("new file on {fs}"),
+                    temporary: false,
+                    needs_layout: true,
+                    also_invalidate: None,
+                    _loop: None,
+                    _dir: None,
+                })
+            }
+            Err(e) => Err(e).with_context(|| format!("--target {}", path.display())),
+        }
+    }
+
+    /// A read-only handle for residency samples.
+    pub(crate) fn sampler(&self) -> Option<Sampler> {
+        File::open(&self.path).ok().map(|file| Sampler {
+            file,
+            size: self.size,
+        })
+    }
+
+    /// Writes the whole range (direct I/O where it can, so the cache stays
+    /// empty), with the verify pattern of `verifier` if given; then fsync.
+    pub(crate) fn lay_out(
+        &self,
+        backend: Option<Backend>,
+        verifier: Option<&Verifier>,
+    ) -> anyhow::Result<()> {
+        let completer = Completer::builder()
+            .build()
+            .context("cannot start the endio completer")?;
+        let mut builder = Engine::builder(completer).queue_depth(16);
+        if let Some(b) = backend {
+            builder = builder.backend(b);
+        }
+        let engine = builder.build().context("cannot start the I/O engine")?;
+        let open = |direct: bool| {
+            let mut o = OpenOptions::new().write(true).direct(direct);
+            if self.kind == Kind::File {
+                o = o.size(self.size);
+            }
+            engine.open(&self.path, o)
+        };
+        let dev = match open(true) {
+            Ok(dev) => dev,
+            Err(OpenError::DirectUnsupported { .. }) => open(false)?,
+            Err(e) => return Err(e.into()),
+        };
+        const CHUNK: u64 = 1 << 20;
+        let errors = Arc::new(AtomicU64::new(0));
+        let mut offset = 0;
+        while offset < self.size {
+            if interrupt::interrupted() {
+                bail!("interrupted while laying out {}", self.path.display());
+            }
+            let len = CHUNK.min(self.size - offset);
+            let mut buf = dev.buf(len as usize);
+            match verifier {
+                Some(v) => v.fill(&mut buf, offset),
+                None => buf.fill(0xa5),
+            }
+            let errors = Arc::clone(&errors);
+            dev.submit(Bio::write(offset, buf, move |done| {
+                if done.result().ok() != Some(len as usize) {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }))
+            .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+            offset += len;
+        }
+        dev.drain();
+        let (tx, rx) = std::sync::mpsc::channel();
+        dev.submit(Bio::flush(move |done| {
+            let _ = tx.send(done.result().map(|_| ()));
+        }))
+        .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+        rx.recv_timeout(Duration::from_secs(600))
+            .context("fsync after the layout did not finish")?
+            .with_context(|| format!("fsync of {} after the layout", self.path.display()))?;
+        let errors = errors.load(Ordering::Relaxed);
+        if errors > 0 {
+            bail!(
+                "{errors} writes failed while laying out {}; check the device (dmesg) and free space",
+                self.path.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// fio's `invalidate=1`: fsync, then `POSIX_FADV_DONTNEED` over the
+    /// whole target, repeated briefly while pages survive (pages under
+    /// readahead can escape one drop). Returns what stayed cached.
+    pub(crate) fn invalidate(&self) -> anyhow::Result<u64> {
+        if let Some(backing) = &self.also_invalidate {
+            drop_cache(backing)?;
+        }
+        drop_cache(&self.path)
+    }
+}
+
+fn drop_cache(path: &Path) -> anyhow::Result<u64> {
+    let f = File::open(path).with_context(|| {
+        format!(
+            "cannot open {} to invalidate its page cache",
+            path.display()
+        )
+    })?;
+    f.sync_all()
+        .with_context(|| format!("fsync of {} before invalidating", path.display()))?;
+    let mut left = 0;
+    for _ in 0..20 {
+        rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed)
+            .with_context(|| format!("posix_fadvise(DONTNEED) of {}", path.display()))?;
+        left = cache::residency(&f, 0..0).map_or(0, |r| r.cached_bytes);
+        if left == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(left)
+}
+
+/// Samples the page-cache residency of the target's range.
+#[derive(Debug)]
+pub(crate) struct Sampler {
+    file: File,
+    size: u64,
+}
+
+impl Sampler {
+    /// Residency of the range the jobs use, if the kernel tells.
+    pub(crate) fn sample(&self) -> Option<Residency> {
+        cache::residency(&self.file, 0..self.size).ok()
+    }
+}
