@@ -4,37 +4,17 @@
 //! as root, a loop device inside a memory cgroup, and Ctrl-C removes what
 //! the benchmark made.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// `statfs` magic of tmpfs, which has no `O_DIRECT`.
-const TMPFS_MAGIC: i64 = 0x0102_1994;
+mod common;
 
-/// A fresh temporary directory on a disk filesystem (`O_DIRECT` works).
+/// A fresh temporary directory on a disk filesystem.
 fn disk_dir() -> tempfile::TempDir {
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Some(t) = std::env::var_os("TMPDIR") {
-        candidates.push(t.into());
-    }
-    candidates.extend(["/var/tmp".into(), "/tmp".into()]);
-    candidates.push(env!("CARGO_TARGET_TMPDIR").into());
-    for dir in &candidates {
-        // `f_type` is an `i64` on x86_64 and narrower on some targets.
-        #[allow(clippy::unnecessary_cast)]
-        let tmpfs = rustix::fs::statfs(dir).is_ok_and(|s| s.f_type as i64 == TMPFS_MAGIC);
-        if dir.is_dir()
-            && !tmpfs
-            && let Ok(t) = tempfile::Builder::new()
-                .prefix("endio-cli-test-")
-                .tempdir_in(dir)
-        {
-            return t;
-        }
-    }
-    panic!("no temporary directory on a disk filesystem among {candidates:?}; set TMPDIR");
+    common::disk_dir("endio-cli-test-")
 }
 
 fn is_root() -> bool {
@@ -59,17 +39,7 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// Asserts a zero exit status, showing the output otherwise; returns stdout.
-fn assert_success(output: &Output, what: &str) -> String {
-    assert!(
-        output.status.success(),
-        "{what}: {}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        text(&output.stdout),
-        text(&output.stderr)
-    );
-    text(&output.stdout)
-}
+use common::assert_success;
 
 /// Asserts failure and that stderr names every one of `needles`.
 fn assert_refused(output: &Output, needles: &[&str]) {

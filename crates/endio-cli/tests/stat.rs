@@ -3,36 +3,15 @@
 //! good ones.
 
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
-/// `statfs` magic of tmpfs, whose files are all page cache.
-const TMPFS_MAGIC: i64 = 0x0102_1994;
+mod common;
 
 /// A fresh temporary directory on a disk filesystem.
 fn disk_dir() -> tempfile::TempDir {
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Some(t) = std::env::var_os("TMPDIR") {
-        candidates.push(t.into());
-    }
-    candidates.extend(["/var/tmp".into(), "/tmp".into()]);
-    candidates.push(env!("CARGO_TARGET_TMPDIR").into());
-    for dir in &candidates {
-        // `f_type` is an `i64` on x86_64 and narrower on some targets.
-        #[allow(clippy::unnecessary_cast)]
-        let tmpfs = rustix::fs::statfs(dir).is_ok_and(|s| s.f_type as i64 == TMPFS_MAGIC);
-        if dir.is_dir()
-            && !tmpfs
-            && let Ok(t) = tempfile::Builder::new()
-                .prefix("endio-stat-test-")
-                .tempdir_in(dir)
-        {
-            return t;
-        }
-    }
-    panic!("no temporary directory on a disk filesystem among {candidates:?}; set TMPDIR");
+    common::disk_dir("endio-stat-test-")
 }
 
 fn stat(args: &[&str]) -> Output {

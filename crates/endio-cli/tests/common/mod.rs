@@ -1,6 +1,7 @@
 //! Helpers shared by the CLI's integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 /// Runs `endio SUBCOMMAND ARGS...` and returns its output.
@@ -22,4 +23,30 @@ pub fn assert_success(output: &Output, what: &str) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
+}
+
+/// `statfs` magic of tmpfs, which is all page cache and has no `O_DIRECT`.
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// A fresh temporary directory on a disk filesystem (`O_DIRECT` works, the
+/// page cache means something), named with `prefix`.
+pub fn disk_dir(prefix: &str) -> tempfile::TempDir {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(t) = std::env::var_os("TMPDIR") {
+        candidates.push(t.into());
+    }
+    candidates.extend(["/var/tmp".into(), "/tmp".into()]);
+    candidates.push(env!("CARGO_TARGET_TMPDIR").into());
+    for dir in &candidates {
+        // `f_type` is an `i64` on x86_64 and narrower on some targets.
+        #[allow(clippy::unnecessary_cast)]
+        let tmpfs = rustix::fs::statfs(dir).is_ok_and(|s| s.f_type as i64 == TMPFS_MAGIC);
+        if dir.is_dir()
+            && !tmpfs
+            && let Ok(t) = tempfile::Builder::new().prefix(prefix).tempdir_in(dir)
+        {
+            return t;
+        }
+    }
+    panic!("no temporary directory on a disk filesystem among {candidates:?}; set TMPDIR");
 }
