@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use super::EngineShared;
 use super::device::Target;
-use super::lane::{Request, complete};
+use super::lane::{Request, complete, yield_for_work};
 use crate::bio::Op;
 use crate::context;
 
@@ -59,6 +59,9 @@ fn irq_main(shared: &EngineShared, lane_index: usize) {
     let depth = lane.slots.capacity() as usize;
     let mut pending: VecDeque<(Instant, Request)> = VecDeque::with_capacity(depth);
     let mut done: Vec<(Request, i64)> = Vec::with_capacity(depth);
+    // Completed requests with deferred handlers since the last sleep: one
+    // may resubmit soon (see `lane::YIELDS_BEFORE_SLEEP`).
+    let mut expect_submit = false;
     loop {
         // SeqCst: pairs with the store in `EngineShared::shutdown`.
         let closed = shared.closed.load(Ordering::SeqCst);
@@ -85,6 +88,7 @@ fn irq_main(shared: &EngineShared, lane_index: usize) {
             // stage (a no-op here: memory has no page cache), which is due
             // at once.
             let kept = done.iter().filter(|(req, res)| req.chains(*res)).count();
+            expect_submit |= done.iter().any(|(req, _)| req.defers());
             lane.slots
                 .release(u32::try_from(done.len() - kept).unwrap_or(u32::MAX));
             let _atomic = context::atomic();
@@ -104,6 +108,17 @@ fn irq_main(shared: &EngineShared, lane_index: usize) {
             None => Duration::from_millis(100),
         };
         if !timeout.is_zero() {
+            if expect_submit && !closed {
+                // Stops at a submission or at the first due request, so
+                // the yields do not stretch the latency.
+                expect_submit = false;
+                let due = pending.front().map(|(due, _)| *due);
+                if yield_for_work(|| {
+                    !lane.inbox.is_empty() || due.is_some_and(|d| Instant::now() >= d)
+                }) {
+                    continue;
+                }
+            }
             // `closed` is checked too, as in the pool (see `threads.rs`).
             bell.sleep(
                 || !lane.inbox.is_empty() || (!closed && shared.closed.load(Ordering::SeqCst)),

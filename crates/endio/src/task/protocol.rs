@@ -133,6 +133,10 @@ pub(crate) struct Control {
     /// The drain token: at most one thread runs this CPU's handlers.
     pub(crate) drainer: Option<Drainer>,
     next_token: u64,
+    /// Threads waiting on `drained` for the token to be released
+    /// (`down_prep`); a release signals the condvar only when there are
+    /// some (a condvar notify is a system call even with nobody waiting).
+    sync_waiters: u32,
 }
 
 /// How a drain run ended.
@@ -165,6 +169,7 @@ impl PerCpu {
                 state: CpuState::Dead,
                 drainer: None,
                 next_token: 0,
+                sync_waiters: 0,
             }),
             drained: Condvar::new(),
             worker: OnceLock::new(),
@@ -361,8 +366,11 @@ impl Shared {
         // (down_prep, a test waiting for quiescence) sees its handlers too.
         self.count_handlers(cpu, role, ran);
         control.drainer = None;
+        let wake = control.sync_waiters > 0;
         drop(control);
-        per_cpu.drained.notify_all();
+        if wake {
+            per_cpu.drained.notify_all();
+        }
         (end, ran)
     }
 
@@ -469,12 +477,14 @@ impl Shared {
         stats::add_shared(&per_cpu.lifecycle_counters.down_preps, 1);
         // A drain in progress stops at its next handler boundary; a stalled
         // one is revoked by the watchdog, which releases the token too.
+        control.sync_waiters += 1;
         while control.drainer.is_some() {
             control = per_cpu
                 .drained
                 .wait(control)
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
         }
+        control.sync_waiters -= 1;
         Ok(())
     }
 
@@ -527,8 +537,11 @@ impl Shared {
             control.drainer = None;
             let work_left = !control.batch.is_empty() || !per_cpu.hot.queue.is_empty();
             let online = control.state == CpuState::Online;
+            let wake = control.sync_waiters > 0;
             drop(control);
-            per_cpu.drained.notify_all();
+            if wake {
+                per_cpu.drained.notify_all();
+            }
             if online && work_left {
                 stats::add_shared(&per_cpu.lifecycle_counters.rescues, 1);
                 if let Err(e) = self.spawn_rescuer(cpu) {
