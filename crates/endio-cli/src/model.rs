@@ -21,7 +21,6 @@
 //! once every check ran, whatever the verdicts.
 
 use std::io::{self, Write};
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -38,12 +37,12 @@ pub(crate) struct ModelArgs {
     /// three), or endio (endio's own protocol, by running its loom, shuttle
     /// and per-question tests from the source checkout; takes minutes the
     /// first time, to build them).
-    #[arg(long, default_value = "all", value_parser = DesignChoice::from_str)]
-    design: DesignChoice,
+    #[arg(long, default_value = "all", value_parser = parse_design)]
+    design: Choice<DesignName>,
 
     /// The review question to settle: q1 to q6, or all.
-    #[arg(long, default_value = "all", value_parser = QuestionChoice::from_str)]
-    question: QuestionChoice,
+    #[arg(long, default_value = "all", value_parser = parse_question)]
+    question: Choice<Question>,
 
     /// Print one JSON object instead of the table and counterexamples.
     #[arg(long)]
@@ -88,73 +87,52 @@ impl DesignName {
     }
 }
 
-/// `--design`.
+/// `--design` or `--question`: all of them, or one.
 #[derive(Clone, Copy, Debug)]
-enum DesignChoice {
+enum Choice<T> {
     All,
-    One(DesignName),
+    One(T),
 }
 
-impl DesignChoice {
-    fn designs(self) -> Vec<DesignName> {
+impl<T: Copy> Choice<T> {
+    /// The chosen items, `all` standing for [`Choice::All`].
+    fn items(self, all: &[T]) -> Vec<T> {
         match self {
-            DesignChoice::All => DesignName::ALL.to_vec(),
-            DesignChoice::One(d) => vec![d],
+            Choice::All => all.to_vec(),
+            Choice::One(x) => vec![x],
         }
     }
 }
 
-impl FromStr for DesignChoice {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<DesignChoice, String> {
-        if s.eq_ignore_ascii_case("all") {
-            return Ok(DesignChoice::All);
-        }
-        if s.eq_ignore_ascii_case("endio") {
-            return Ok(DesignChoice::One(DesignName::Endio));
-        }
-        DesignName::ALL
-            .into_iter()
-            .find(|d| d.name().eq_ignore_ascii_case(s))
-            .map(DesignChoice::One)
-            .ok_or_else(|| {
-                let names: Vec<&str> = DesignName::ALL.iter().map(|d| d.name()).collect();
-                format!(
-                    "unknown design {s:?}; give one of {}, endio or all",
-                    names.join(", ")
-                )
-            })
+/// Parses `--design`: a kernel design's name, `endio` or `all`.
+fn parse_design(s: &str) -> Result<Choice<DesignName>, String> {
+    if s.eq_ignore_ascii_case("all") {
+        return Ok(Choice::All);
     }
+    if s.eq_ignore_ascii_case("endio") {
+        return Ok(Choice::One(DesignName::Endio));
+    }
+    DesignName::ALL
+        .into_iter()
+        .find(|d| d.name().eq_ignore_ascii_case(s))
+        .map(Choice::One)
+        .ok_or_else(|| {
+            let names: Vec<&str> = DesignName::ALL.iter().map(|d| d.name()).collect();
+            format!(
+                "unknown design {s:?}; give one of {}, endio or all",
+                names.join(", ")
+            )
+        })
 }
 
-/// `--question`.
-#[derive(Clone, Copy, Debug)]
-enum QuestionChoice {
-    All,
-    One(Question),
-}
-
-impl QuestionChoice {
-    fn questions(self) -> Vec<Question> {
-        match self {
-            QuestionChoice::All => Question::ALL.to_vec(),
-            QuestionChoice::One(q) => vec![q],
-        }
+/// Parses `--question`: `q1` to `q6` or `all`.
+fn parse_question(s: &str) -> Result<Choice<Question>, String> {
+    if s.eq_ignore_ascii_case("all") {
+        return Ok(Choice::All);
     }
-}
-
-impl FromStr for QuestionChoice {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<QuestionChoice, String> {
-        if s.eq_ignore_ascii_case("all") {
-            return Ok(QuestionChoice::All);
-        }
-        s.parse()
-            .map(QuestionChoice::One)
-            .map_err(|_| format!("unknown question {s:?}; give q1 to q6 or all"))
-    }
+    s.parse()
+        .map(Choice::One)
+        .map_err(|_| format!("unknown question {s:?}; give q1 to q6 or all"))
 }
 
 /// Parses a state count written with or without `_` separators.
@@ -480,11 +458,11 @@ pub(crate) fn run(args: &ModelArgs) -> anyhow::Result<()> {
         cpus: args.cpus.map(usize::from),
         bios: args.bios.map(usize::from),
     };
-    let questions = args.question.questions();
+    let questions = args.question.items(&Question::ALL);
     let start = Instant::now();
     let mut results = Vec::new();
     for &question in &questions {
-        for design in args.design.designs() {
+        for design in args.design.items(&DesignName::ALL) {
             results.extend(rows(question, design, &config)?);
         }
     }
