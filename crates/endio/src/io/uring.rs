@@ -195,7 +195,7 @@ fn reaper_main(
         // 2. Chained writeback stages, then the inbox -> SQ (batched: one
         //    io_uring_enter below issues all). A stage holds the slot of
         //    its write, so there is a free slab index for it.
-        while let Some(mut req) = state.chained.pop() {
+        while let Some(req) = state.chained.pop() {
             let Some(&index) = state.free.last() else {
                 // Cannot happen (each stage holds a slot); fail it rather
                 // than lose it.
@@ -206,42 +206,17 @@ fn reaper_main(
                 done.push((req, -i64::from(libc::ECANCELED)));
                 continue;
             }
-            let entry = prepare(&mut req).user_data(u64::from(index));
-            // SAFETY: a writeback stage's SQE points to no memory; the file
-            // stays open because the request holds its device.
-            match unsafe { sq.push(&entry) } {
-                Ok(()) => {
-                    state.free.pop();
-                    state.slab[index as usize] = Some(req);
-                    state.in_kernel += 1;
-                }
-                Err(_) => done.push((req, -i64::from(libc::EBUSY))),
-            }
+            state.issue(&mut sq, index, req, &mut done);
         }
         while let Some(&index) = state.free.last() {
-            let Some(mut req) = lane.inbox.pop() else {
+            let Some(req) = lane.inbox.pop() else {
                 break;
             };
             if closed {
                 done.push((req, -i64::from(libc::ECANCELED)));
                 continue;
             }
-            let entry = prepare(&mut req).user_data(u64::from(index));
-            // SAFETY: the SQE points into the request's buffer, on the heap
-            // and owned by the request, which is parked in `slab[index]`
-            // (moving the request does not move the buffer) until the CQE
-            // for `index` is reaped; the file stays open because the
-            // request holds its device.
-            match unsafe { sq.push(&entry) } {
-                Ok(()) => {
-                    state.free.pop();
-                    state.slab[index as usize] = Some(req);
-                    state.in_kernel += 1;
-                }
-                // Cannot happen (see "Bounds"); fail the I/O rather than
-                // lose it.
-                Err(_) => done.push((req, -i64::from(libc::EBUSY))),
-            }
+            state.issue(&mut sq, index, req, &mut done);
         }
         // 3. At shutdown, after the grace period, cancel what the kernel
         //    still holds, once.
@@ -348,6 +323,35 @@ fn reaper_main(
 }
 
 /// The SQE of a request (without its `user_data`).
+impl Reaper {
+    /// Issues `req` under the free slab index `index` (the last of `free`):
+    /// its SQE goes into `sq` and the request waits in `slab[index]` until
+    /// the CQE for `index` is reaped. A request the SQ refuses (cannot
+    /// happen, see "Bounds") fails with `EBUSY` rather than being lost.
+    fn issue(
+        &mut self,
+        sq: &mut io_uring::SubmissionQueue<'_>,
+        index: u32,
+        mut req: Request,
+        done: &mut Vec<(Request, i64)>,
+    ) {
+        let entry = prepare(&mut req).user_data(u64::from(index));
+        // SAFETY: the SQE points into the request's buffer (a writeback
+        // stage's to no memory), on the heap and owned by the request, which
+        // is parked in `slab[index]` (moving the request does not move the
+        // buffer) until the CQE for `index` is reaped; the file stays open
+        // because the request holds its device.
+        match unsafe { sq.push(&entry) } {
+            Ok(()) => {
+                self.free.pop();
+                self.slab[index as usize] = Some(req);
+                self.in_kernel += 1;
+            }
+            Err(_) => done.push((req, -i64::from(libc::EBUSY))),
+        }
+    }
+}
+
 fn prepare(req: &mut Request) -> squeue::Entry {
     let fd = types::Fd(req.raw_fd());
     if let Some((offset, len)) = req.writeback_range() {
