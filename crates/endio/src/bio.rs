@@ -56,6 +56,16 @@ bitflags::bitflags! {
         /// Uncached buffered I/O: drop the pages this I/O brought into the page
         /// cache once it is done (`RWF_DONTCACHE`).
         const DONTCACHE = 1 << 1;
+        /// A buffered write (plain or dontcache) whose handler runs only
+        /// after its own data has been written back to the device, with the
+        /// write-back's result: `Err` if the write-back failed (the kernel
+        /// reports write-back errors per file, not per range, so a failure
+        /// elsewhere in the file while this write's write-back ran fails it
+        /// too: never a false success). On an `O_DIRECT` device a write's
+        /// completion already means that, and the flag changes nothing.
+        /// Written back is not durable: the device's volatile cache needs a
+        /// [`Bio::flush`].
+        const WAIT_WRITEBACK = 1 << 2;
     }
 }
 

@@ -23,6 +23,7 @@ pub use context::ContextPolicy;
 pub use io::{
     Backend, Device, DeviceKind, DontcacheMode, DontcacheStats, Engine, EngineBuilder, EngineError,
     OpenError, OpenOptions, SubmitError, SubmitErrorKind, Verifier, VerifyError, VerifyStats,
+    WritebackErrors,
 };
 pub use task::{
     Adaptive, Batching, Budget, BuildError, Completed, Completer, CpuStats, HotplugError,

@@ -20,7 +20,7 @@
 //!    drop-behind), and take the last sample. The job's time ends there.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -124,6 +124,8 @@ struct Shared {
     total_ios: u64,
     deadline: Option<Instant>,
     flags: BioFlags,
+    /// Orders the random blocks ([`shuffle`]).
+    seed: u64,
     verifier: Option<Arc<Verifier>>,
     issued: AtomicU64,
     stop: AtomicBool,
@@ -132,6 +134,8 @@ struct Shared {
     done_bytes: AtomicU64,
     errors: AtomicU64,
     first_error: Mutex<Option<String>>,
+    /// The errno of the first error (0: none, or not from the system).
+    first_errno: AtomicI32,
     active: AtomicU32,
     ended: Mutex<Option<mpsc::Sender<()>>>,
 }
@@ -146,6 +150,37 @@ fn next_random(state: &mut u64) -> u64 {
     x.wrapping_mul(0x2545_f491_4f6c_dd1d)
 }
 
+/// The `i`-th block of a random pass over `n` blocks: a bijection of
+/// `0..n` in an order that looks random, so that a pass touches every block
+/// once (fio's random map). Odd multiplications, an addition and
+/// xor-shifts, each invertible modulo the next power of two, and walking
+/// the cycle until the value falls in `0..n` (fewer than two steps on
+/// average: the power of two is below `2n`).
+fn shuffle(i: u64, n: u64, seed: u64) -> u64 {
+    if n <= 1 {
+        return 0;
+    }
+    let bits = 64 - (n - 1).leading_zeros();
+    let mask = if bits == 64 {
+        u64::MAX
+    } else {
+        (1 << bits) - 1
+    };
+    let shift = bits.div_ceil(2);
+    let key = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut x = i;
+    loop {
+        x = x.wrapping_mul(0xd6e8_feb8_6659_fd93 | 1) & mask;
+        x ^= x >> shift;
+        x = x.wrapping_add(key) & mask;
+        x = x.wrapping_mul(0xa076_1d64_78bd_642f | 1) & mask;
+        x ^= x >> shift;
+        if x < n {
+            return x;
+        }
+    }
+}
+
 impl Shared {
     /// The next I/O of a chain, or `None` when the job is done.
     fn next(&self, rng: &mut u64) -> Option<(Op, u64)> {
@@ -157,7 +192,7 @@ impl Shared {
             return None;
         }
         let block = if self.rw.random() {
-            next_random(rng) % self.blocks
+            shuffle(n % self.blocks, self.blocks, self.seed)
         } else {
             n % self.blocks
         };
@@ -176,6 +211,14 @@ impl Shared {
     }
 
     fn fail(&self, message: String) {
+        self.fail_errno(message, libc::EIO);
+    }
+
+    /// A failure with the system's errno (fio's `error`).
+    fn fail_errno(&self, message: String, errno: i32) {
+        let _ = self
+            .first_errno
+            .compare_exchange(0, errno, Ordering::Relaxed, Ordering::Relaxed);
         self.errors.fetch_add(1, Ordering::Relaxed);
         self.stop.store(true, Ordering::Relaxed);
         let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
@@ -254,25 +297,29 @@ fn on_complete(s: Arc<Shared>, ended: EndedBio, op: Op, offset: u64, submitted: 
             s.path.display(),
             s.bs
         )),
-        Err(e) => s.fail(format!(
-            "{name} of {} bytes at offset {offset} of {} failed: {e}",
-            s.bs,
-            s.path.display()
-        )),
+        Err(e) => s.fail_errno(
+            format!(
+                "{name} of {} bytes at offset {offset} of {} failed: {e}",
+                s.bs,
+                s.path.display()
+            ),
+            e.raw_os_error().unwrap_or(libc::EIO),
+        ),
     }
     submit_next(&s, Some(ended), rng);
 }
 
-/// Fsyncs `dev` through the engine.
-fn fsync(dev: &Device) -> anyhow::Result<()> {
+/// Fsyncs `dev` through the engine: `Err` for a flush that could not be
+/// made, `Ok(Err)` for one that failed (the device reported a write-back
+/// error).
+fn fsync(dev: &Device) -> anyhow::Result<std::io::Result<()>> {
     let (tx, rx) = mpsc::channel();
     dev.submit(Bio::flush(move |done| {
         let _ = tx.send(done.result().map(|_| ()));
     }))
     .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
     rx.recv_timeout(END_TIMEOUT)
-        .context("the fsync did not finish in 10 minutes")?
-        .with_context(|| format!("fsync of {}", dev.path().display()))
+        .context("the fsync did not finish in 10 minutes")
 }
 
 fn progress_bar(show: bool, len: Option<u64>, prefix: String) -> indicatif::ProgressBar {
@@ -355,6 +402,7 @@ pub(crate) fn run(
         total_ios: if spec.time_based { u64::MAX } else { blocks },
         deadline: spec.runtime.map(|r| start + r),
         flags: BioFlags::COMPLETE_IN_TASK,
+        seed: spec.seed,
         verifier: verifier.clone(),
         issued: AtomicU64::new(0),
         stop: AtomicBool::new(false),
@@ -363,6 +411,7 @@ pub(crate) fn run(
         done_bytes: AtomicU64::new(0),
         errors: AtomicU64::new(0),
         first_error: Mutex::new(None),
+        first_errno: AtomicI32::new(0),
         active: AtomicU32::new(0),
         ended: Mutex::new(Some(tx)),
     });
@@ -409,10 +458,25 @@ pub(crate) fn run(
     let mut fsync_s = None;
     if spec.rw.writes() && spec.end_fsync && shared.errors.load(Ordering::Relaxed) == 0 {
         let t = Instant::now();
-        fsync(&dev)?;
+        if let Err(e) = fsync(&dev)? {
+            // The job's own failure: its figures are kept, the next jobs run.
+            shared.fail_errno(
+                format!(
+                    "fsync of {} failed: {e}; data written by this job did not reach the device",
+                    target.path.display()
+                ),
+                e.raw_os_error().unwrap_or(libc::EIO),
+            );
+        }
         fsync_s = Some(t.elapsed().as_secs_f64());
     }
     dev.drain();
+    if spec.rw.writes() {
+        // Without --end-fsync (or after a failed write) a write-back error
+        // would otherwise go unseen: ask the kernel, consuming nothing.
+        let _ = dev.check_writeback();
+    }
+    let writeback = dev.writeback_errors();
     let seconds = start.elapsed().as_secs_f64();
     let usage = crate::rusage::now()?.since(&usage_before);
     let done = shared.done_bytes.load(Ordering::Relaxed);
@@ -445,10 +509,21 @@ pub(crate) fn run(
         fsync_s,
         errors: shared.errors.load(Ordering::Relaxed),
         first_error,
+        first_errno: shared.first_errno.load(Ordering::Relaxed),
+        writeback,
         interrupted: interrupt::interrupted(),
     });
     if let Some(e) = &report.error_message {
         eprintln!("{} {}: {e}", spec.mode.name(), spec.rw.name());
+    }
+    if let Some(e) = &report.writeback_first_error {
+        eprintln!(
+            "{} {}: write-back of written data failed ({} reports, first: {e}); that data did not reach {}",
+            spec.mode.name(),
+            spec.rw.name(),
+            report.writeback_errors,
+            target.path.display()
+        );
     }
     Ok((report, backend))
 }
@@ -504,6 +579,7 @@ pub(crate) fn verify_pass(
         total_ios: blocks,
         deadline: None,
         flags: BioFlags::COMPLETE_IN_TASK,
+        seed: spec.seed,
         verifier: Some(Arc::clone(&verifier)),
         issued: AtomicU64::new(0),
         stop: AtomicBool::new(false),
@@ -512,6 +588,7 @@ pub(crate) fn verify_pass(
         done_bytes: AtomicU64::new(0),
         errors: AtomicU64::new(0),
         first_error: Mutex::new(None),
+        first_errno: AtomicI32::new(0),
         active: AtomicU32::new(chains),
         ended: Mutex::new(Some(tx)),
     });
@@ -539,4 +616,26 @@ pub(crate) fn verify_pass(
         );
     }
     Ok(verifier.stats())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_random_pass_touches_every_block_once() {
+        for n in [1u64, 2, 3, 7, 8, 9, 1000, 4096, 12345] {
+            for seed in [0, 0x5eed, u64::MAX] {
+                let mut seen = vec![false; n as usize];
+                for i in 0..n {
+                    let b = shuffle(i, n, seed);
+                    assert!(b < n && !seen[b as usize], "n {n} seed {seed} i {i} -> {b}");
+                    seen[b as usize] = true;
+                }
+            }
+        }
+        // Neither the identity nor sequential.
+        let firsts: Vec<u64> = (0..8).map(|i| shuffle(i, 1 << 20, 1)).collect();
+        assert!(firsts.windows(2).any(|w| w[1] != w[0] + 1), "{firsts:?}");
+    }
 }

@@ -295,6 +295,19 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if let Some(p) = &plot_path {
         check_plot_path(p)?;
     }
+    // The output files are made before any job runs, so that a job's
+    // results are never lost to a path that cannot be written.
+    let json_file = args.json.as_deref().filter(|p| *p != Path::new("-"));
+    for (flag, path) in [("--json", json_file), ("--plot", plot_path.as_deref())] {
+        if let Some(path) = path {
+            std::fs::File::create(path).with_context(|| {
+                format!(
+                    "cannot create {flag} {}; give a path in a writable directory",
+                    path.display()
+                )
+            })?;
+        }
+    }
     let modes: Vec<Mode> = if args.mode.is_empty() {
         vec![Mode::Buffered, Mode::Dontcache, Mode::Direct]
     } else {
@@ -425,7 +438,7 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
         match job::run(&target, &spec, sampler.as_ref(), verifier(), progress) {
             Ok((mut report, backend)) => {
                 backend_used.get_or_insert(backend);
-                if args.verify && rw.writes() && report.errors == 0 && !interrupt::interrupted() {
+                if args.verify && rw.writes() && !report.failed() && !interrupt::interrupted() {
                     match job::verify_pass(&target, &spec, verifier()) {
                         Ok(stats) => {
                             report.verify.checked_bytes += stats.checked_bytes;
@@ -488,11 +501,20 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if interrupt::interrupted() {
         bail!("interrupted; the results above are of the jobs that ran");
     }
-    let io_errors: u64 = run.jobs.iter().map(|j| j.errors).sum();
-    let verify_errors: u64 = run.jobs.iter().map(|j| j.verify.errors).sum();
-    if io_errors > 0 || verify_errors > 0 {
+    let failed: Vec<&str> = run
+        .jobs
+        .iter()
+        .filter(|j| j.failed())
+        .map(|j| j.jobname.as_str())
+        .collect();
+    if !failed.is_empty() {
+        let io_errors: u64 = run.jobs.iter().map(|j| j.errors).sum();
+        let wb_errors: u64 = run.jobs.iter().map(|j| j.writeback_errors).sum();
+        let verify_errors: u64 = run.jobs.iter().map(|j| j.verify.errors).sum();
         bail!(
-            "{io_errors} I/O errors and {verify_errors} verify errors (see the table and the messages above)"
+            "{} failed: {io_errors} I/O errors, {wb_errors} write-back errors, {verify_errors} verify errors (see the table and the messages above); data those jobs wrote may not be on {}",
+            failed.join(", "),
+            run.target.path.display()
         );
     }
     Ok(())

@@ -153,10 +153,17 @@ pub(crate) struct JobReport {
     pub(crate) errors: u64,
     /// The first error.
     pub(crate) error_message: Option<String>,
+    /// Write-back failures of data this job wrote, as the device reported
+    /// them (its write-back waits, the closing fsync, a final check):
+    /// counted even when every write itself completed.
+    pub(crate) writeback_errors: u64,
+    /// The first write-back error.
+    pub(crate) writeback_first_error: Option<String>,
     /// Stopped by Ctrl-C.
     pub(crate) interrupted: bool,
-    /// fio: 0 when the job had no error.
-    pub(crate) error: u32,
+    /// fio: the errno of the job's first error (an I/O or a write-back
+    /// error), 0 when it had none.
+    pub(crate) error: i32,
     /// fio: reads.
     pub(crate) read: FioDir,
     /// fio: writes.
@@ -191,6 +198,8 @@ pub(crate) struct JobInputs<'a> {
     pub(crate) fsync_s: Option<f64>,
     pub(crate) errors: u64,
     pub(crate) first_error: Option<String>,
+    pub(crate) first_errno: i32,
+    pub(crate) writeback: endio::WritebackErrors,
     pub(crate) interrupted: bool,
 }
 
@@ -263,6 +272,28 @@ fn per_second(samples: &[Sample]) -> Vec<SeriesPoint> {
 }
 
 /// Builds a job's report.
+/// fio's `error`: the errno of the first I/O error, else of the first
+/// write-back error, else 0.
+fn job_errno(i: &JobInputs<'_>) -> i32 {
+    if i.errors > 0 {
+        if i.first_errno != 0 {
+            i.first_errno
+        } else {
+            libc::EIO
+        }
+    } else {
+        i.writeback.first_errno.unwrap_or(0)
+    }
+}
+
+impl JobReport {
+    /// Whether the job failed: an I/O error, a write-back error or a
+    /// verify error.
+    pub(crate) fn failed(&self) -> bool {
+        self.error != 0 || self.errors > 0 || self.writeback_errors > 0 || self.verify.errors > 0
+    }
+}
+
 pub(crate) fn job_report(i: JobInputs<'_>) -> JobReport {
     let rh = i.read.lat.merged();
     let wh = i.write.lat.merged();
@@ -281,6 +312,7 @@ pub(crate) fn job_report(i: JobInputs<'_>) -> JobReport {
         .unwrap_or(0);
     let user_s = i.usage.user.as_secs_f64();
     let sys_s = i.usage.system.as_secs_f64();
+    let error = job_errno(&i);
     JobReport {
         jobname: format!("{}-{}", i.spec.mode.name(), i.spec.rw.name()),
         mode: i.spec.mode,
@@ -320,7 +352,9 @@ pub(crate) fn job_report(i: JobInputs<'_>) -> JobReport {
         dontcache: i.dontcache,
         end_fsync_s: i.fsync_s,
         errors: i.errors,
-        error: u32::from(i.errors > 0),
+        error,
+        writeback_errors: i.writeback.count,
+        writeback_first_error: i.writeback.first().map(|e| e.to_string()),
         error_message: i.first_error,
         interrupted: i.interrupted,
         read: fio_dir(i.read, &rh, secs),
@@ -564,6 +598,12 @@ pub(crate) fn print_table(out: &mut dyn Write, run: &RunReport) -> io::Result<()
         }
         if jobs.iter().any(|j| j.errors > 0) {
             row("I/O errors", &|j| j.errors.to_string())?;
+        }
+        if jobs.iter().any(|j| j.writeback_errors > 0) {
+            row("write-back errors", &|j| j.writeback_errors.to_string())?;
+        }
+        if jobs.iter().any(|j| j.error != 0) {
+            row("error (errno)", &|j| j.error.to_string())?;
         }
     }
     Ok(())

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -13,7 +14,8 @@ use std::time::Duration;
 
 use super::cache::Residency;
 use super::dontcache::{self, DcState, DontcacheMode, DontcacheStats, Route, Setup};
-use super::lane::{Inflight, Request};
+use super::lane::{Inflight, Request, Wait};
+use super::writeback::{WbState, WritebackErrors};
 use super::{Backend, EngineShared};
 use crate::bio::{Bio, BioFlags, Buf, Op};
 use crate::context;
@@ -292,6 +294,9 @@ pub enum SubmitErrorKind {
     Busy,
     /// The engine is shut down.
     ShutDown,
+    /// A write that waits for its write-back could not get a description
+    /// of the file to wait on (the open-file limit).
+    NoDescriptor,
 }
 
 /// A refused bio, handed back with what was wrong and what to do about it
@@ -400,6 +405,8 @@ pub(crate) struct DeviceShared {
     /// Dontcache state: set at open for a dontcache device, on the first
     /// `BioFlags::DONTCACHE` bio for another buffered one.
     dc: OnceLock<Arc<DcState>>,
+    /// Write-back waits and the errors seen (see `writeback.rs`).
+    pub(crate) wb: WbState,
 }
 
 /// Where the bytes live.
@@ -455,6 +462,42 @@ impl DeviceShared {
             ))
         });
         Some(dc)
+    }
+
+    /// Latches the failure `res` (a negated errno) of a write-back wait:
+    /// `ECANCELED` (the engine shut down first) and `EINVAL`/`EOPNOTSUPP`
+    /// (no asynchronous wait here) say nothing about the data and are not
+    /// write-back errors. The first one is said once per device.
+    pub(crate) fn writeback_failed(&self, res: i64) {
+        let errno = i32::try_from(-res).unwrap_or(libc::EIO);
+        if matches!(errno, libc::ECANCELED | libc::EINVAL | libc::EOPNOTSUPP) {
+            return;
+        }
+        let first = self.wb.errors().count == 0;
+        self.wb.record_errno(errno);
+        if first {
+            tracing::warn!(
+                path = %self.path.display(),
+                error = %io::Error::from_raw_os_error(errno),
+                "write-back of data written to this device failed: it did not reach the device; the next flush of the device reports the error, and Device::writeback_errors counts it"
+            );
+        }
+    }
+
+    /// Writes back `len` bytes at `offset` and waits for them, on a
+    /// description of endio's own (task context: it blocks). A failure is
+    /// latched.
+    pub(crate) fn wait_writeback(&self, offset: u64, len: u64) -> io::Result<()> {
+        let waiter = self.wb.acquire(self.file())?;
+        let res = match &waiter.fd {
+            Some(fd) => sys::sync_range(fd.as_fd(), offset, len),
+            None => Ok(()),
+        };
+        self.wb.release(waiter);
+        if let Err(e) = &res {
+            self.writeback_failed(-i64::from(e.raw_os_error().unwrap_or(libc::EIO)));
+        }
+        res
     }
 
     /// Waits (task context) until no I/O is in flight and every dontcache
@@ -550,12 +593,39 @@ impl Device {
                 }
             },
         };
+        // A write waits for its write-back on a description taken now,
+        // before the write is issued (see `writeback.rs`): a dontcache
+        // write, to drop clean pages; a WAIT_WRITEBACK write, for its result.
+        let hold =
+            bio.op() == Op::Write && bio.flags().contains(BioFlags::WAIT_WRITEBACK) && !dev.direct;
+        let wait = if hold || route.plan.as_ref().is_some_and(|p| p.writes()) {
+            match dev.wb.acquire(dev.file()) {
+                Ok(waiter) => Some(Wait::new(waiter, hold)),
+                Err(e) => {
+                    if let (Some(plan), Some(dc)) = (route.plan, dev.dc()) {
+                        dc.unreserve(plan);
+                    }
+                    let message = format!(
+                        "cannot write to {}: endio cannot open a second description of it to wait for the write-back ({e}); raise the open-file limit (ulimit -n) or keep fewer writes in flight",
+                        dev.path.display()
+                    );
+                    return Err(SubmitError::new(
+                        SubmitErrorKind::NoDescriptor,
+                        message,
+                        bio,
+                    ));
+                }
+            }
+        } else {
+            None
+        };
         let req = Request {
             bio,
             dev: Arc::clone(dev),
             rw_flags: route.rw_flags,
             read_fd: route.read_fd,
             dontcache: route.plan,
+            wait,
         };
         dev.inflight.add();
         match dev.engine.enqueue(req, may_wait) {
@@ -563,6 +633,9 @@ impl Device {
             Err((req, kind)) => {
                 if let (Some(plan), Some(dc)) = (req.dontcache, dev.dc()) {
                     dc.unreserve(plan);
+                }
+                if let Some(w) = req.wait {
+                    dev.wb.release(w.waiter);
                 }
                 dev.inflight.done();
                 let message = dev.refusal(kind, &req.bio);
@@ -617,6 +690,35 @@ impl Device {
             d.dc().map(|dc| dc.mode)
         } else {
             None
+        }
+    }
+
+    /// The write-back errors endio has seen on this device so far: from
+    /// the write-back waits of dontcache and
+    /// [`WAIT_WRITEBACK`](BioFlags::WAIT_WRITEBACK) writes, from failed
+    /// flushes and from [`check_writeback`](Self::check_writeback). Looking
+    /// consumes nothing: the next [`Bio::flush`] of the device still
+    /// reports every write-back error since the previous one.
+    pub fn writeback_errors(&self) -> WritebackErrors {
+        self.handle.shared.wb.errors()
+    }
+
+    /// Asks the kernel whether write-back of this device's data has failed
+    /// (task context: it opens a second description of the file, which
+    /// reports what nobody has seen yet), latches what it says, and returns
+    /// the first write-back error endio has seen on the device, if any.
+    /// Like [`writeback_errors`](Self::writeback_errors) it consumes
+    /// nothing that a flush would report. Use it where no flush follows: a
+    /// write-back error of a buffered write is otherwise reported only by
+    /// the next flush.
+    pub fn check_writeback(&self) -> io::Result<()> {
+        let d = &self.handle.shared;
+        if let Some(file) = d.file() {
+            d.wb.probe(file)?;
+        }
+        match d.wb.errors().first() {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
     }
 
@@ -960,6 +1062,13 @@ fn open_file(
     let dio = sys::dio_alignment(&file).map_err(io_err)?;
     let (logical_block_size, mem_align, size) = match kind {
         DeviceKind::BlockDevice => {
+            if o.write && sys::block_device_read_only(&file).map_err(io_err)? {
+                // The kernel lets a read-only block device be opened for
+                // writing and refuses each write (EPERM): refuse now.
+                return Err(OpenError::ReadOnly {
+                    path: path.to_path_buf(),
+                });
+            }
             let lbs = sys::logical_block_size(&file).map_err(io_err)?;
             let size = sys::block_device_size(&file).map_err(io_err)?;
             let mem = dio.map_or(lbs, |a| a.mem_align);
@@ -1020,6 +1129,7 @@ fn open_file(
         inflight: Arc::default(),
         dontcache: o.wants_dontcache(),
         dc,
+        wb: WbState::new(),
     })
 }
 
@@ -1078,6 +1188,7 @@ fn open_memory(
         inflight: Arc::default(),
         dontcache: o.wants_dontcache(),
         dc,
+        wb: WbState::new(),
     })
 }
 

@@ -78,12 +78,17 @@
 //!    after completing the write, turns the request into a writeback stage
 //!    that keeps the write's in-flight slot and issues
 //!    `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)` on exactly the
-//!    written pages: `IORING_OP_SYNC_FILE_RANGE` on io_uring (the kernel's
-//!    io-wq waits, never the reaper), the system call on a pool thread
-//!    (outside its atomic section), nothing on the null backend. When it
-//!    completes, the unit becomes ready as in 4. A failed writeback (`EIO`,
-//!    or `ECANCELED` at shutdown) drops nothing; a kernel without the
-//!    io_uring opcode makes the drop write back first, in task context.
+//!    written pages, on a description of the file that the write took at
+//!    submit and that is not the device's own (see [`super::writeback`]:
+//!    a wait on the device's descriptor would consume the write-back error
+//!    its next flush must report): `IORING_OP_SYNC_FILE_RANGE` on io_uring
+//!    (the kernel's io-wq waits, never the reaper), the system call on a
+//!    pool thread (outside its atomic section), nothing on the null
+//!    backend. When it completes, the unit becomes ready as in 4. A failed
+//!    writeback (`EIO`, or `ECANCELED` at shutdown) drops nothing and is
+//!    latched on the device ([`Device::writeback_errors`]); the next flush
+//!    reports it. A kernel without the io_uring opcode makes the drop write
+//!    back first, in task context.
 //! 6. **Drop** (task context, a completer worker): the drop bio's handler
 //!    takes *every* ready unit of the device, sorts the page runs, merges
 //!    overlapping and adjacent ones ([`DontcacheStats::coalesced`]) and
@@ -136,6 +141,7 @@
 //! [`Device::submit`]: crate::Device::submit
 //! [`Device::try_submit`]: crate::Device::try_submit
 //! [`Device::drain`]: crate::Device::drain
+//! [`Device::writeback_errors`]: crate::Device::writeback_errors
 //! [`Completer::endio`]: crate::Completer::endio
 //! [`SubmitErrorKind::Busy`]: crate::SubmitErrorKind::Busy
 
@@ -144,7 +150,7 @@ use std::fs::File;
 use std::io;
 use std::ops::Range;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -153,7 +159,6 @@ use crossbeam_queue::ArrayQueue;
 use super::Backend;
 use super::cache;
 use super::device::DeviceShared;
-use super::lane::Request;
 use crate::bio::{Bio, BioFlags, Buf, Op};
 use crate::sys::{self, DontcacheProbe};
 use crate::task::Completer;
@@ -358,40 +363,24 @@ impl Unit {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    /// The caller's read or write.
-    Io,
-    /// The writeback of a completed write.
-    Writeback,
-}
-
 /// The emulation's part of a request.
 #[derive(Debug)]
 pub(crate) struct Plan {
-    /// Taken when the request becomes its writeback stage (whose bio it
+    /// Taken when the request becomes its write-back stage (whose bio it
     /// then is).
     drop_bio: Option<Bio>,
     unit: Unit,
-    stage: Stage,
 }
 
 impl Plan {
-    /// Whether completing the request with `res` turns it into a writeback
-    /// stage that keeps its in-flight slot.
-    pub(crate) fn chains(&self, res: i64) -> bool {
-        self.stage == Stage::Io && self.unit.write && res > 0
+    /// Whether the I/O is a write, which waits for its write-back.
+    pub(crate) fn writes(&self) -> bool {
+        self.unit.write
     }
 
-    /// For a writeback stage: the page-aligned byte range to write back
-    /// (never empty).
-    pub(crate) fn writeback_range(&self) -> Option<(u64, u64)> {
-        if self.stage != Stage::Writeback {
-            return None;
-        }
-        let pages = self.unit.pages();
-        let page = page_size();
-        Some((pages.start * page, (pages.end - pages.start).max(1) * page))
+    /// The drop bio, to carry a write-back stage.
+    pub(crate) fn take_drop_bio(&mut self) -> Option<Bio> {
+        self.drop_bio.take()
     }
 }
 
@@ -462,7 +451,6 @@ pub(crate) struct DcState {
     /// [`UNITS_MAX`] units; short critical sections, no system calls).
     pending: Mutex<Vec<(u64, Range<u64>)>>,
     next_key: AtomicU64,
-    warned_writeback: AtomicBool,
     c: Counters,
 }
 
@@ -586,7 +574,6 @@ impl DcState {
             flush: Mutex::new(Scratch::default()),
             pending: Mutex::new(Vec::new()),
             next_key: AtomicU64::new(LEFTOVER_KEY + 1),
-            warned_writeback: AtomicBool::new(false),
             c: Counters::default(),
         }
     }
@@ -700,7 +687,6 @@ impl DcState {
                     sync_first: false,
                     keep: false,
                 },
-                stage: Stage::Io,
             }),
         })
     }
@@ -878,10 +864,13 @@ impl DcState {
                 continue;
             };
             let fd = file.as_fd();
-            if sync_first && let Err(e) = sys::sync_range(fd, offset, len) {
-                // Dirty pages stay whatever happens; say why the range may
-                // not leave the cache.
-                tracing::debug!(error = %e, offset, len, "writeback before a dontcache drop failed");
+            if sync_first {
+                // On a description of endio's own, so that the user's next
+                // flush still sees any error; a failed write-back is latched
+                // on the device and its dirty pages stay.
+                if let Err(e) = dev.wait_writeback(offset, len) {
+                    tracing::debug!(error = %e, offset, len, "write-back before a dontcache drop failed");
+                }
             }
             let tries = olds
                 .iter()
@@ -1082,83 +1071,69 @@ fn coalesce(ranges: &mut Vec<Range<u64>>) -> usize {
     out
 }
 
-/// A backend's completion of a request that carries a plan (steps 4 and 5),
-/// in atomic context. Returns the writeback stage to issue, which keeps the
-/// request's in-flight slot.
+/// Step 4, in atomic context: the I/O of a request that carries a plan
+/// transferred `res` bytes (or failed); the caller's bio is completed by
+/// `lane::complete`.
+pub(crate) fn transferred(dev: &DeviceShared, plan: &mut Plan, res: i64) {
+    let n = u64::try_from(res).unwrap_or(0);
+    plan.unit.len = plan.unit.len.min(n);
+    if n > 0
+        && let Some(dc) = dev.dc()
+    {
+        dc.add_completed(n);
+        plan.unit.completed = n;
+    }
+}
+
+/// Step 4's end for an I/O without a write-back stage (a read, or a write
+/// that failed or wrote nothing): its unit becomes ready.
 ///
-/// Order, for the file's sake: the device reference of the request is
-/// dropped before the unit can be released (or its drop bio run), so that
-/// the last reference, the one that closes the file, is never dropped here
-/// but in task context (a drop bio's handler, or the user's `Device`).
-pub(crate) fn finish(
+/// Order, for the file's sake: the device reference is dropped before the
+/// unit can be released (or its drop bio run), so that the last reference,
+/// the one that closes the file, is never dropped here but in task context
+/// (a drop bio's handler, or the user's `Device`).
+pub(crate) fn not_written(completer: &Completer, dev: Arc<DeviceShared>, mut plan: Plan, res: i64) {
+    let Some(dc) = dev.dc_arc() else {
+        return;
+    };
+    if res < 0 {
+        plan.unit.keep = true;
+    }
+    make_ready(completer, &dc, dev, plan);
+}
+
+/// Step 5's end, in atomic context: the write-back stage of a dontcache
+/// write ended with `res`; `drop_bio` is the stage's bio when it was the
+/// drop bio. The error itself was latched on the device by
+/// `lane::complete`.
+pub(crate) fn written_back(
     completer: &Completer,
-    bio: Bio,
     dev: Arc<DeviceShared>,
     mut plan: Plan,
+    drop_bio: Option<Bio>,
     res: i64,
-) -> Option<Request> {
+) {
     let Some(dc) = dev.dc_arc() else {
-        // Cannot happen: a plan is made from the device's state.
-        completer.endio(bio);
-        return None;
+        return;
     };
-    match plan.stage {
-        Stage::Io => {
-            // The caller's completion first: data is in the page cache.
-            completer.endio(bio);
-            let n = u64::try_from(res).unwrap_or(0);
-            plan.unit.len = plan.unit.len.min(n);
-            if n > 0 {
-                dc.add_completed(n);
-                plan.unit.completed = n;
-            }
-            let inflight = Arc::clone(&dev.inflight);
-            let next = if plan.chains(res) {
-                let wb_bio = plan.drop_bio.take();
-                plan.stage = Stage::Writeback;
-                wb_bio.map(|bio| Request {
-                    bio,
-                    dev,
-                    rw_flags: 0,
-                    read_fd: false,
-                    dontcache: Some(plan),
-                })
-            } else {
-                if res < 0 {
-                    plan.unit.keep = true;
-                }
-                make_ready(completer, &dc, dev, plan);
-                None
-            };
-            inflight.done();
-            next
-        }
-        Stage::Writeback => {
-            add(&dc.c.writeback_waits, 1);
-            if res < 0 {
-                let errno = i32::try_from(-res).unwrap_or(libc::EIO);
-                if errno == libc::EINVAL || errno == libc::EOPNOTSUPP {
-                    // No IORING_OP_SYNC_FILE_RANGE here: the drop bio's
-                    // handler writes back first (task context may block).
-                    plan.unit.sync_first = true;
-                } else {
-                    plan.unit.keep = true;
-                    add(&dc.c.writeback_errors, 1);
-                    if errno != libc::ECANCELED
-                        && !dc.warned_writeback.swap(true, Ordering::Relaxed)
-                    {
-                        tracing::warn!(
-                            error = %io::Error::from_raw_os_error(errno),
-                            "writeback of a dontcache write failed; its pages stay cached (the error is reported again by fsync)"
-                        );
-                    }
-                }
-            }
-            plan.drop_bio = Some(bio);
-            make_ready(completer, &dc, dev, plan);
-            None
+    add(&dc.c.writeback_waits, 1);
+    if res < 0 {
+        let errno = i32::try_from(-res).unwrap_or(libc::EIO);
+        if errno == libc::EINVAL || errno == libc::EOPNOTSUPP {
+            // No IORING_OP_SYNC_FILE_RANGE here: the drop bio's handler
+            // writes back first (task context may block).
+            plan.unit.sync_first = true;
+        } else {
+            // A failed write-back leaves nothing to drop that is known
+            // clean; the pages stay.
+            plan.unit.keep = true;
+            add(&dc.c.writeback_errors, 1);
         }
     }
+    if drop_bio.is_some() {
+        plan.drop_bio = drop_bio;
+    }
+    make_ready(completer, &dc, dev, plan);
 }
 
 /// Steps 4/5's end: the unit becomes ready and its drop bio is deferred,

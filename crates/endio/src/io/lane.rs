@@ -13,10 +13,11 @@
 //! 2. A slot is given back by the backend thread once the request's result
 //!    is known, *before* the handler runs, so a handler that resubmits from
 //!    the reaper (atomic context, which may not wait) finds room. The one
-//!    exception is an emulated dontcache write: its slot carries the
-//!    writeback stage that follows it and is given back when that
-//!    completes (`dontcache.rs`, step 5), so a lane's writebacks are
-//!    bounded by its slots too.
+//!    exception is a write that waits for its write-back (a dontcache
+//!    write, or one flagged `WAIT_WRITEBACK`): its slot carries the
+//!    write-back stage that follows it and is given back when that
+//!    completes (`dontcache.rs`, step 5; `writeback.rs`), so a lane's
+//!    write-back waits are bounded by its slots too.
 //! 3. Waits are futex waits with a timeout and a re-check: a lost wakeup
 //!    would cost at most one timeout, and the argument below shows there is
 //!    none; nothing spins. The null backend's thread, when it just handed
@@ -25,7 +26,7 @@
 //!    unchanged.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering, fence};
 use std::time::Duration;
@@ -34,7 +35,8 @@ use crossbeam_queue::ArrayQueue;
 
 use super::device::DeviceShared;
 use super::dontcache::Plan;
-use crate::bio::{Bio, BioFlags};
+use super::writeback::Waiter;
+use crate::bio::{Bio, BioFlags, Op};
 use crate::sys::{self, EventFd};
 use crate::task::Completer;
 
@@ -50,9 +52,35 @@ pub(crate) struct Request {
     /// Issue it on the device's read-only descriptor without readahead (a
     /// per-bio dontcache read; see `dontcache.rs`).
     pub(crate) read_fd: bool,
-    /// Emulated dontcache: the drop-behind to do after the I/O, or, once
-    /// the write completed, the writeback stage this request now is.
+    /// Emulated dontcache: the drop-behind to do after the I/O.
     pub(crate) dontcache: Option<Plan>,
+    /// A write that waits for its write-back (a dontcache write, or one
+    /// flagged `WAIT_WRITEBACK`): once the write completed, the request is
+    /// its write-back stage.
+    pub(crate) wait: Option<Wait>,
+}
+
+/// A write's wait for its own write-back (see `writeback.rs`).
+#[derive(Debug)]
+pub(crate) struct Wait {
+    /// The description it waits on, taken at submit.
+    pub(crate) waiter: Waiter,
+    /// `BioFlags::WAIT_WRITEBACK`: the caller's bio is the stage's bio and
+    /// completes when the write-back ends, with its result.
+    pub(crate) hold: bool,
+    /// Set when the write completed: the page-aligned byte range to write
+    /// back (never empty), and the bytes the write transferred.
+    stage: Option<(u64, u64, i64)>,
+}
+
+impl Wait {
+    pub(crate) fn new(waiter: Waiter, hold: bool) -> Wait {
+        Wait {
+            waiter,
+            hold,
+            stage: None,
+        }
+    }
 }
 
 impl Request {
@@ -62,9 +90,19 @@ impl Request {
         self.bio.buf().len()
     }
 
-    /// The descriptor to issue the I/O on (-1 for a memory device).
+    /// The descriptor to issue the I/O on (-1 for a memory device): for a
+    /// write-back stage, the write's own waiter, never the device's.
     pub(crate) fn raw_fd(&self) -> RawFd {
+        if self.writeback_range().is_some() {
+            return self.stage_fd().map_or(-1, |fd| fd.as_raw_fd());
+        }
         target_file(&self.dev, self.read_fd).map_or(-1, AsRawFd::as_raw_fd)
+    }
+
+    /// For a write-back stage: the write's own waiter to wait on (`None`
+    /// for a memory device).
+    pub(crate) fn stage_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.wait.as_ref()?.waiter.fd.as_ref().map(AsFd::as_fd)
     }
 
     /// Whether its handler is deferred to a completer worker, which often
@@ -73,16 +111,19 @@ impl Request {
         self.bio.flags().contains(BioFlags::COMPLETE_IN_TASK)
     }
 
-    /// Whether completing this request with `res` chains a writeback stage
-    /// (an emulated dontcache write that wrote bytes), which keeps the
-    /// request's in-flight slot until the writeback completes.
+    /// Whether completing this request with `res` chains a write-back stage
+    /// (a write that waits for its write-back and wrote bytes), which keeps
+    /// the request's in-flight slot until the write-back completes.
     pub(crate) fn chains(&self, res: i64) -> bool {
-        self.dontcache.as_ref().is_some_and(|p| p.chains(res))
+        res > 0 && self.wait.as_ref().is_some_and(|w| w.stage.is_none())
     }
 
-    /// For a writeback stage: the byte range to write back and wait for.
+    /// For a write-back stage: the byte range to write back and wait for.
     pub(crate) fn writeback_range(&self) -> Option<(u64, u64)> {
-        self.dontcache.as_ref().and_then(Plan::writeback_range)
+        self.wait
+            .as_ref()
+            .and_then(|w| w.stage)
+            .map(|(offset, len, _)| (offset, len))
     }
 }
 
@@ -97,32 +138,114 @@ pub(crate) fn target_file(dev: &DeviceShared, read_fd: bool) -> Option<&File> {
     }
 }
 
+/// The page-aligned range of `n` bytes written at `offset`.
+fn page_range(offset: u64, n: u64) -> (u64, u64) {
+    let page = rustix::param::page_size() as u64;
+    let start = offset / page * page;
+    let end = (offset + n).div_ceil(page) * page;
+    (start, (end - start).max(page))
+}
+
 /// Completes `req` with `res` (bytes, or a negated errno): records the
 /// result, hands the bio to `completer.endio()` and then counts the I/O done
-/// on its device. For an emulated dontcache I/O, also makes its drop-behind
-/// ready, or returns the writeback stage of a write, which the backend
-/// issues next on the same in-flight slot (see `dontcache.rs`).
+/// on its device. A write that waits for its write-back becomes its
+/// write-back stage instead, returned for the backend to issue next on the
+/// same in-flight slot; when that ends, its result is latched on the device
+/// and, for a `WAIT_WRITEBACK` write, becomes the bio's. A dontcache I/O's
+/// drop-behind is made ready at the end (see `dontcache.rs`).
 ///
 /// Called only inside a `context::atomic()` section by a backend thread. The
 /// device's reference is dropped before the in-flight count falls, so a
 /// `drain` that sees zero knows no backend thread holds the device any more
-/// (and the file is closed by the user's thread, never by a reaper).
+/// (and the file is closed by the user's thread, never by a reaper); a
+/// stage still holds it, and `drain` waits for the dontcache backlog too.
 pub(crate) fn complete(completer: &Completer, req: Request, res: i64) -> Option<Request> {
     let Request {
         mut bio,
         dev,
-        dontcache,
+        dontcache: mut plan,
+        wait,
         ..
     } = req;
-    bio.set_raw_result(res);
-    if let Some(plan) = dontcache {
-        return super::dontcache::finish(completer, bio, dev, plan, res);
-    }
-    completer.endio(bio);
     let inflight = Arc::clone(&dev.inflight);
-    drop(dev);
-    inflight.done();
-    None
+    match wait {
+        Some(w) if w.stage.is_some() => {
+            // The write-back stage of a write ended.
+            let written = w.stage.map_or(0, |(_, _, n)| n);
+            if res < 0 {
+                dev.writeback_failed(res);
+            }
+            dev.wb.release(w.waiter);
+            let drop_bio = if w.hold {
+                bio.set_raw_result(if res < 0 { res } else { written });
+                completer.endio(bio);
+                None
+            } else {
+                Some(bio)
+            };
+            match plan {
+                Some(plan) => super::dontcache::written_back(completer, dev, plan, drop_bio, res),
+                None => drop(dev),
+            }
+            if w.hold {
+                inflight.done();
+            }
+            None
+        }
+        wait => {
+            bio.set_raw_result(res);
+            if res < 0 && bio.op() == Op::Flush {
+                dev.writeback_failed(res);
+            }
+            if let Some(plan) = &mut plan {
+                super::dontcache::transferred(&dev, plan, res);
+            }
+            if let Some(mut w) = wait {
+                if res > 0 {
+                    let (offset, len) = page_range(bio.offset(), res.unsigned_abs());
+                    w.stage = Some((offset, len, res));
+                    let stage_bio = if w.hold {
+                        Some(bio)
+                    } else {
+                        completer.endio(bio);
+                        plan.as_mut()
+                            .and_then(super::dontcache::Plan::take_drop_bio)
+                    };
+                    if let Some(stage_bio) = stage_bio {
+                        let hold = w.hold;
+                        let stage = Request {
+                            bio: stage_bio,
+                            dev,
+                            rw_flags: 0,
+                            read_fd: false,
+                            dontcache: plan,
+                            wait: Some(w),
+                        };
+                        if !hold {
+                            inflight.done();
+                        }
+                        return Some(stage);
+                    }
+                    // Cannot happen: a dontcache plan has its drop bio until
+                    // here. Without a stage the drop writes back first.
+                    dev.wb.release(w.waiter);
+                    if let Some(plan) = plan {
+                        super::dontcache::written_back(completer, dev, plan, None, 0);
+                    }
+                    inflight.done();
+                    return None;
+                }
+                dev.wb.release(w.waiter);
+            }
+            completer.endio(bio);
+            match plan {
+                Some(plan) => super::dontcache::not_written(completer, dev, plan, res),
+                None => drop(dev),
+            }
+            inflight.done();
+            None
+        }
+    }
 }
 
 /// In-flight slots of a lane: a counting semaphore on a futex word.

@@ -124,12 +124,14 @@ mod null;
 mod threads;
 mod uring;
 pub mod verify;
+mod writeback;
 
 pub use device::{
     Device, DeviceKind, MAX_IO_BYTES, OpenError, OpenOptions, SubmitError, SubmitErrorKind,
 };
 pub use dontcache::{DontcacheMode, DontcacheStats};
 pub use verify::{Verifier, VerifyError, VerifyStats};
+pub use writeback::WritebackErrors;
 
 use std::fmt;
 use std::io;

@@ -133,6 +133,10 @@ fn transfer(req: &mut Request) -> i64 {
     let Target::Memory(store) = &req.dev.target else {
         return -i64::from(libc::EBADF);
     };
+    if req.writeback_range().is_some() {
+        // Memory has no page cache: nothing to write back.
+        return 0;
+    }
     let len = req.transfer_len();
     let offset = req.bio.offset();
     match req.bio.op() {

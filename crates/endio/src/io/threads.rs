@@ -6,9 +6,10 @@
 //! call, gives the slot back and completes the request inside
 //! `context::atomic()`, exactly like an io_uring reaper: to the completer a
 //! pool thread is an interrupt. Idle threads sleep on the lane's futex
-//! doorbell; a submitter wakes one. The writeback stage of an emulated
-//! dontcache write is a blocking `sync_file_range(2)` on the same thread,
-//! after the write's completion and outside the atomic section.
+//! doorbell; a submitter wakes one. The write-back stage of a write that
+//! waits for it is a blocking `sync_file_range(2)` on the same thread, on
+//! the write's own waiter, after the write's completion and outside the
+//! atomic section.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -79,16 +80,20 @@ fn pool_main(shared: &EngineShared) {
 /// Performs one request with blocking system calls: bytes transferred, or a
 /// negated errno.
 fn perform(req: &mut Request) -> i64 {
-    let Some(file) = target_file(&req.dev, req.read_fd) else {
-        return -i64::from(libc::EBADF);
-    };
-    let fd = file.as_fd();
     if let Some((offset, len)) = req.writeback_range() {
+        // On the write's own waiter, never the device's descriptor.
+        let Some(fd) = req.stage_fd() else {
+            return 0;
+        };
         return match crate::sys::sync_range(fd, offset, len) {
             Ok(()) => 0,
             Err(e) => -i64::from(e.raw_os_error().unwrap_or(libc::EIO)),
         };
     }
+    let Some(file) = target_file(&req.dev, req.read_fd) else {
+        return -i64::from(libc::EBADF);
+    };
+    let fd = file.as_fd();
     let offset = req.bio.offset();
     let flags = ReadWriteFlags::from_bits_retain(req.rw_flags as u32);
     let len = req.transfer_len();

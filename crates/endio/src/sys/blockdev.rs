@@ -11,6 +11,22 @@ use rustix::ioctl::{self, Getter, Opcode, opcode};
 /// bytes (rustix and libc do not name it).
 const BLKGETSIZE64: Opcode = opcode::read::<u64>(0x12, 114);
 
+/// `BLKROGET`: `_IO(0x12, 94)`, whether a block device is read-only (an
+/// `int` written by the kernel).
+const BLKROGET: Opcode = opcode::none(0x12, 94);
+
+/// Whether a block device is read-only (`BLKROGET`: `losetup -r`, a
+/// write-protected disk, `blockdev --setro`).
+pub fn block_device_read_only(fd: impl AsFd) -> io::Result<bool> {
+    // SAFETY: BLKROGET writes one `int` through its argument pointer, which
+    // the Getter provides (the opcode carries no size: `_IO(0x12, 94)`).
+    let ro = unsafe {
+        let getter = Getter::<BLKROGET, libc::c_int>::new();
+        ioctl::ioctl(fd, getter)?
+    };
+    Ok(ro != 0)
+}
+
 /// The logical block size of a block device (`BLKSSZGET`): the unit of its
 /// offsets and lengths under `O_DIRECT`.
 pub fn logical_block_size(fd: impl AsFd) -> io::Result<u32> {
@@ -66,6 +82,7 @@ mod tests {
         // <linux/fs.h>: #define BLKGETSIZE64 _IOR(0x12,114,size_t) = 0x80081272
         // on x86_64 and aarch64.
         assert_eq!(BLKGETSIZE64 as u64, 0x8008_1272);
+        assert_eq!(BLKROGET as u64, 0x125e);
     }
 
     #[test]
@@ -73,6 +90,7 @@ mod tests {
         let file = tempfile::tempfile().unwrap();
         assert!(logical_block_size(&file).is_err());
         assert!(block_device_size(&file).is_err());
+        assert!(block_device_read_only(&file).is_err());
         // Whatever the filesystem reports, an answer is well formed.
         if let Some(a) = dio_alignment(&file).unwrap() {
             assert!(a.offset_align.is_power_of_two(), "{a:?}");

@@ -11,8 +11,11 @@ mod dontcache;
 pub mod hotplug;
 mod uring;
 mod wake;
+mod writeback;
 
-pub use blockdev::{DioAlign, block_device_size, dio_alignment, logical_block_size};
+pub use blockdev::{
+    DioAlign, block_device_read_only, block_device_size, dio_alignment, logical_block_size,
+};
 pub use cachestat::{CacheStat, CacheStatSource, cache_stat};
 pub use cpulist::{CPU_MAX, CpuListError, parse_cpu_list, read_cpu_list};
 pub use dontcache::{
@@ -21,6 +24,7 @@ pub use dontcache::{
 };
 pub use uring::{UringUnavailable, diagnose_uring_error, probe_io_uring, read_io_uring_disabled};
 pub use wake::{EventFd, futex_wait, futex_wake};
+pub use writeback::{reopen_for_writeback, writeback_error_probe};
 
 use std::io;
 use std::num::NonZeroU64;

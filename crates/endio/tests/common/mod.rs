@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod failing;
 pub mod io_target;
 
 use std::sync::Arc;
