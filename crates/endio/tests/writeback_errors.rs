@@ -20,7 +20,7 @@ const WRITTEN: u64 = 16 << 20;
 const FILL: u8 = 0x5a;
 
 fn failing_or_skip(test: &str, direct_io: bool) -> Option<FailingDevice> {
-    match FailingDevice::new(direct_io) {
+    match FailingDevice::new(direct_io, common::io_target::disk_dir()) {
         Ok(d) => Some(d),
         Err(why) => {
             eprintln!("skipping {test}: {why}");

@@ -42,8 +42,9 @@ fn run(cmd: &mut Command) -> Result<String, String> {
 }
 
 impl FailingDevice {
-    /// Makes one, or says why it cannot (not root, a tool missing).
-    pub fn new(direct_io: bool) -> Result<FailingDevice, String> {
+    /// Makes one in `dir` (on a disk filesystem; removed on drop), or says
+    /// why it cannot (not root, a tool missing).
+    pub fn new(direct_io: bool, dir: tempfile::TempDir) -> Result<FailingDevice, String> {
         if !rustix::process::geteuid().is_root() {
             return Err("needs root (mount, losetup)".into());
         }
@@ -57,7 +58,6 @@ impl FailingDevice {
                 return Err(format!("{tool} is not installed (e2fsprogs, mount)"));
             }
         }
-        let dir = super::io_target::disk_dir();
         let img = dir.path().join("fs.img");
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).map_err(|e| e.to_string())?;
@@ -100,6 +100,11 @@ impl FailingDevice {
         }
         me.dev = Some(PathBuf::from(dev));
         Ok(me)
+    }
+
+    /// Where the full filesystem is mounted.
+    pub fn mount_point(&self) -> &Path {
+        &self.mnt
     }
 
     /// The loop device.
