@@ -132,3 +132,75 @@ fn enospc_on_a_file_target_fails_in_every_mode() {
         assert!(stderr.to_lowercase().contains("error"), "{mode}: {stderr}");
     }
 }
+
+#[test]
+fn dontcache_without_end_fsync_fails_what_its_write_back_wait_saw() {
+    for trial in 0..TRIALS {
+        let dev = match device(true) {
+            Ok(d) => d,
+            Err(why) => {
+                eprintln!("skipping dontcache without fsync: {why}");
+                return;
+            }
+        };
+        let out = Command::new(env!("CARGO_BIN_EXE_endio"))
+            .arg("bench")
+            .arg("--target")
+            .arg(dev.path())
+            .args(["--mode", "dontcache", "--rw", "write", "--size", "8M"])
+            .args(["--end-fsync=false", "--no-plot", "--json", "-"])
+            .output()
+            .expect("endio runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && out.status.code() != Some(101),
+            "trial {trial}: dontcache with --end-fsync=false on a failing device: {}\n{stderr}",
+            out.status
+        );
+        let json: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("the JSON is written also when jobs fail");
+        let job = &json["jobs"][0];
+        assert!(job["writeback_errors"].as_u64().unwrap_or(0) > 0, "{job}");
+        assert_eq!(job["error"].as_i64(), Some(i64::from(libc::EIO)), "{job}");
+    }
+}
+
+#[test]
+fn an_fsync_error_ends_its_own_job_only() {
+    let dev = match device(true) {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("skipping fsync error per job: {why}");
+            return;
+        }
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_endio"))
+        .arg("bench")
+        .arg("--target")
+        .arg(dev.path())
+        .args(["--mode", "buffered,dontcache,direct", "--rw", "write"])
+        .args(["--size", "8M", "--no-plot", "--json", "-"])
+        .output()
+        .expect("endio runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("write-back errors"),
+        "the table has the row:\n{stderr}"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let jobs = json["jobs"].as_array().expect("jobs");
+    let names: Vec<&str> = jobs.iter().filter_map(|j| j["jobname"].as_str()).collect();
+    assert_eq!(
+        names,
+        ["buffered-write", "dontcache-write", "direct-write"],
+        "{stderr}"
+    );
+    for job in jobs {
+        assert_ne!(job["error"].as_i64(), Some(0), "{job}");
+        assert!(
+            job["bytes"].as_u64().unwrap_or(0) > 0,
+            "its figures are kept: {job}"
+        );
+    }
+}

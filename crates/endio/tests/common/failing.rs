@@ -8,6 +8,7 @@
 //! Everything is undone on drop, also when a test panics: the loop device
 //! is detached, the filesystem unmounted (its own loop device auto-clears),
 //! the directory removed.
+#![allow(dead_code, unreachable_pub)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
