@@ -31,6 +31,7 @@ use endio::{Batching, Bio, BioFlags, Completer, CpuStats, Stats, StatsSnapshot, 
 use serde::Serialize;
 
 use crate::faults::{self, Churn, HandlerFaults, Transitions};
+use crate::interrupt::{self, Undo};
 use crate::output;
 use crate::rusage::{self, Usage};
 
@@ -347,6 +348,13 @@ fn stress(completer: &Completer, args: &StressArgs) -> anyhow::Result<Outcome> {
         .hotplug_churn
         .then(|| Churn::api(completer, args.seed))
         .transpose()?;
+    // A signal brings back every CPU the churn took offline and exits at
+    // once (a partial run has nothing to report); a panic does through the
+    // churn's guard.
+    let _restore = args.real_hotplug.then(|| {
+        interrupt::install(Duration::ZERO);
+        interrupt::register(Undo::OnlineCpus)
+    });
     let real_churn = args
         .real_hotplug
         .then(|| Churn::real(Path::new("/sys")))
