@@ -295,10 +295,13 @@ pub(crate) fn install(grace: Duration) {
                 if !first || grace.is_zero() {
                     undo_all_and_exit(SIGNAL.load(Ordering::Relaxed));
                 }
-                eprintln!(
-                    "\n{}: stopping and removing what endio made (a second signal exits at once)",
-                    name(signal)
-                );
+                // The job process, if any, says it.
+                if child == 0 {
+                    eprintln!(
+                        "\n{}: stopping and removing what endio made (a second signal exits at once)",
+                        name(signal)
+                    );
+                }
                 let watchdog = std::thread::Builder::new()
                     .name("endio-signals-grace".into())
                     .spawn(move || {

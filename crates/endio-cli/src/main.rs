@@ -79,7 +79,7 @@ fn main() -> anyhow::Result<()> {
     // reports a process the signal killed.
     if let Some(code) = interrupt::exit_code() {
         if let Err(e) = &result {
-            eprintln!("Error: {e:?}");
+            eprintln!("Error: {e:#}");
         }
         std::process::exit(code);
     }
