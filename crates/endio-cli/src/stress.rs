@@ -165,6 +165,12 @@ pub(crate) fn run(args: &StressArgs) -> anyhow::Result<()> {
     if args.handler_faults().any() {
         faults::quiet_injected_panics();
     }
+    if args.real_hotplug {
+        // A signal brings back every CPU the churn took offline and exits
+        // at once (a partial run has nothing to report); a panic does
+        // through the churn's guard.
+        interrupt::install(Duration::ZERO);
+    }
     let completer = Completer::builder()
         .batching(args.policy)
         .stall_timeout(Some(args.stall_timeout))
@@ -348,13 +354,9 @@ fn stress(completer: &Completer, args: &StressArgs) -> anyhow::Result<Outcome> {
         .hotplug_churn
         .then(|| Churn::api(completer, args.seed))
         .transpose()?;
-    // A signal brings back every CPU the churn took offline and exits at
-    // once (a partial run has nothing to report); a panic does through the
-    // churn's guard.
-    let _restore = args.real_hotplug.then(|| {
-        interrupt::install(Duration::ZERO);
-        interrupt::register(Undo::OnlineCpus)
-    });
+    let _restore = args
+        .real_hotplug
+        .then(|| interrupt::register(Undo::OnlineCpus));
     let real_churn = args
         .real_hotplug
         .then(|| Churn::real(Path::new("/sys")))

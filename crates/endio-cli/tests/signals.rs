@@ -334,7 +334,7 @@ fn signals_during_real_hotplug_stress_bring_every_cpu_back() {
             let n = restore.pids.len();
             let mut child = start(
                 &mut restore,
-                &["stress", "--real-hotplug", "--bios", "1_000_000_000"],
+                &["stress", "--real-hotplug", "--bios", "200_000_000"],
             );
             let pid = child.id();
             // Watch cpu1 until the signal, so the test knows the signal
@@ -407,7 +407,18 @@ fn after_sigkill_the_loop_device_clears_and_the_next_bench_removes_the_rest() {
     );
     // What a SIGKILL cannot clean is still there, named after the process.
     let dirs = run_dirs(restore.dir(), pid);
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    assert_eq!(
+        dirs.len(),
+        1,
+        "the run's directory is not there: {:?}\n{}",
+        fs::read_dir(restore.dir())
+            .map(|d| d
+                .filter_map(Result::ok)
+                .map(|e| e.file_name())
+                .collect::<Vec<_>>())
+            .unwrap_or_default(),
+        stderr_of(&restore, 0)
+    );
     let cgroups = cgroups_named(&format!("endio-bench-{pid}"));
     assert_eq!(cgroups.len(), 1, "{cgroups:?}");
     assert!(

@@ -200,12 +200,24 @@ pub(crate) struct MemcgReport {
     pub(crate) limit_hits: Option<u64>,
 }
 
-/// The smallest `--memcg` the embedded default (and `--bdev`) runs in; the
-/// kernel OOM-kills the jobs below it. Measured with
-/// `endio bench [--bdev] --memcg SIZE`, over sizes in steps of 1 MiB, on
-/// cgroup v1 and Linux 6.18; the jobs' buffers (`--iodepth` x `--bs`, 16 MiB
-/// by default) are most of it, so larger ones need more.
+/// The smallest `--memcg` the jobs run in at the default `--bs` and
+/// `--iodepth`, without and with `--bdev` (whose loop device charges its
+/// backing-file I/O to the cgroup too); the kernel OOM-kills them below.
+/// Measured on cgroup v1, Linux 6.18, 2 CPUs busy with other builds, with
+/// `endio bench [--bdev] --memcg SIZE --no-plot` (the embedded default,
+/// 1 GiB): the first sizes that passed three runs in a row were 44M and
+/// 64M (36M and 49M passed once, then failed), rounded up to 48M and 64M.
+/// Dirty pages that writeback has not cleaned yet cannot be reclaimed, so
+/// the need grows with a slower disk; the jobs' buffers (`--iodepth` x
+/// `--bs`, 16 MiB by default) are a large part, so larger ones need more.
 pub(crate) const MIN_BYTES: u64 = 48 << 20;
+/// See [`MIN_BYTES`].
+pub(crate) const MIN_BDEV_BYTES: u64 = 64 << 20;
+
+/// The smallest `--memcg` for the jobs, with or without `--bdev`.
+pub(crate) fn min_bytes(bdev: bool) -> u64 {
+    if bdev { MIN_BDEV_BYTES } else { MIN_BYTES }
+}
 
 /// Below this no job can even start (the process itself needs memory).
 const FLOOR_BYTES: u64 = 16 << 20;
@@ -316,7 +328,7 @@ pub(crate) struct Memcg {
 
 impl Memcg {
     /// Makes the cgroup with `limit` bytes, empty.
-    pub(crate) fn create(limit: u64) -> anyhow::Result<Memcg> {
+    pub(crate) fn create(limit: u64, bdev: bool) -> anyhow::Result<Memcg> {
         let uid = rustix::process::geteuid();
         if !uid.is_root() {
             bail!(
@@ -329,8 +341,8 @@ impl Memcg {
             bail!(
                 "--memcg {}: the limit is too small to run in (the benchmark needs at least {} with the default --bs and --iodepth); give --memcg {}M or more, e.g. --memcg 256M",
                 fmt_bytes(limit),
-                fmt_bytes(MIN_BYTES),
-                MIN_BYTES >> 20
+                fmt_bytes(min_bytes(bdev)),
+                min_bytes(bdev) >> 20
             );
         }
         let mountinfo = fs::read_to_string("/proc/self/mountinfo").context(

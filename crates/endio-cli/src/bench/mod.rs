@@ -241,9 +241,10 @@ pub(crate) struct BenchArgs {
 
     /// Run the jobs inside a memory cgroup with this limit (root; cgroup
     /// v2, else v1), created and removed by endio: the memory-pressure
-    /// setup of the dontcache series (e.g. 256M). The jobs need at least
-    /// 48M with the default --bs and --iodepth; if the OOM killer kills
-    /// them anyway, endio says so and removes what they made.
+    /// setup of the dontcache series (e.g. 256M). The jobs run in a child
+    /// process there and need at least 48M (64M with --bdev) with the
+    /// default --bs and --iodepth; if the OOM killer kills them, endio
+    /// says so and removes what they made.
     #[arg(long, value_parser = parse_memcg_arg, value_name = "SIZE")]
     memcg: Option<u64>,
 
@@ -384,7 +385,7 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }
         (Some(limit), None) => {
             leftovers::remove_stale();
-            return supervise::run(limit);
+            return supervise::run(limit, args.bdev);
         }
         (None, _) => {
             leftovers::remove_stale();

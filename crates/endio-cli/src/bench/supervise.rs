@@ -28,15 +28,15 @@ use std::process::Command;
 use anyhow::{Context as _, bail};
 
 use super::interrupt::{self, Undo};
-use super::memcg::{MIN_BYTES, Memcg};
+use super::memcg::{self, Memcg};
 use super::units::fmt_bytes;
 use super::{leftovers, loopdev};
 use crate::sys::ProcsFile;
 
 /// Runs the benchmark in a child process inside a memory cgroup of `limit`
-/// bytes; see the module docs.
-pub(crate) fn run(limit: u64) -> anyhow::Result<()> {
-    let memcg = Memcg::create(limit)?;
+/// bytes (`bdev`: on a loop device, for the minimum); see the module docs.
+pub(crate) fn run(limit: u64, bdev: bool) -> anyhow::Result<()> {
+    let memcg = Memcg::create(limit, bdev)?;
     let _dirs = interrupt::register(Undo::Call(leftovers::remove_own_dirs));
     let _loops = interrupt::register(Undo::Call(loopdev::detach_run_devices));
     let procs = ProcsFile::new(memcg.cgroup().dir()).with_context(|| {
@@ -85,10 +85,11 @@ pub(crate) fn run(limit: u64) -> anyhow::Result<()> {
     let signal = status.signal().unwrap_or(0);
     if signal == libc::SIGKILL && oom_kills > 0 {
         bail!(
-            "the job was killed by the OOM killer in the {} memory cgroup; endio needs at least {} with the default --bs and --iodepth (more with larger ones), give --memcg {}M or more",
+            "the job was killed by the OOM killer in the {} memory cgroup; endio needs at least {}{} with the default --bs and --iodepth (more with larger ones), give --memcg {}M or more",
             fmt_bytes(limit),
-            fmt_bytes(MIN_BYTES),
-            MIN_BYTES >> 20
+            fmt_bytes(memcg::min_bytes(bdev)),
+            if bdev { " with --bdev" } else { "" },
+            memcg::min_bytes(bdev) >> 20
         );
     }
     if let Some(code) = interrupt::exit_code() {
