@@ -22,6 +22,15 @@ mod common;
 
 use common::{cgroups_named, loops_under};
 
+/// The tests of this file run one at a time: each `endio bench` removes the
+/// leftovers of dead runs at its start, so one test's bench would remove
+/// what the SIGKILL test expects the next bench of its own to find.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 const SIGINT: i32 = 2;
 const SIGHUP: i32 = 1;
 const SIGKILL: i32 = 9;
@@ -232,6 +241,7 @@ fn bdev_and_memcg_available() -> bool {
 /// `endio ARGS`, waits, and checks that nothing is left; returns how many
 /// runs the signal stopped (not ones that finished first).
 fn signal_runs(test: &str, args: &[&str], window_ms: u64) -> usize {
+    let _serial = serial();
     let mut rng = Rng::new(test);
     let mut restore = Restore::new();
     let mut stopped = 0;
@@ -303,7 +313,7 @@ fn signals_during_bench_bdev_memcg_leave_nothing() {
 
 #[test]
 fn signals_during_the_embedded_default_leave_nothing() {
-    let stopped = signal_runs("bench (embedded default)", &["bench", "--size", "32M"], 800);
+    let stopped = signal_runs("bench (embedded default)", &["bench", "--size", "64M"], 600);
     assert!(
         stopped >= 3,
         "only {stopped} of 6 runs were stopped by the signal"
@@ -325,6 +335,7 @@ fn signals_during_real_hotplug_stress_bring_every_cpu_back() {
         eprintln!("skipped: needs 2 CPUs and cpu1 hot-pluggable and online");
         return;
     }
+    let _serial = serial();
     let mut rng = Rng::new("stress --real-hotplug");
     let mut restore = Restore::new();
     restore.cpus.push(1);
@@ -376,6 +387,7 @@ fn after_sigkill_the_loop_device_clears_and_the_next_bench_removes_the_rest() {
     if !bdev_and_memcg_available() {
         return;
     }
+    let _serial = serial();
     let mut restore = Restore::new();
     let mut child = start(
         &mut restore,
