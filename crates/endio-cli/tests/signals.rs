@@ -303,7 +303,7 @@ fn signals_during_bench_bdev_memcg_leave_nothing() {
             "--json",
             "-",
         ],
-        1500,
+        1000,
     );
     assert!(
         stopped >= 3,
