@@ -12,6 +12,8 @@ use endio::Completer;
 use endio::sys::hotplug::{self, OnlineGuard};
 use serde::Serialize;
 
+use crate::interrupt;
+
 /// splitmix64: a fast, well-mixed hash; the fault decisions are a pure
 /// function of the bio id and the seed, so a run can be repeated.
 pub(crate) fn mix(mut x: u64) -> u64 {
@@ -176,16 +178,23 @@ impl Churn {
             while !stop.load(Relaxed) {
                 for &cpu in guard.cpus() {
                     round += 1;
-                    let went_offline = if round.is_multiple_of(3) {
-                        hotplug::inject_rollback(&root, cpu)?;
-                        let offline = hotplug::set_cpu_online(&root, cpu, false).is_ok();
-                        hotplug::clear_fail(&root, cpu)?;
-                        // Refused: rolled back. Accepted: the injection did
-                        // not fire, a real offline.
-                        offline
-                    } else {
-                        hotplug::set_cpu_online(&root, cpu, false)?;
-                        true
+                    // Through the record of CPUs taken offline, so that a
+                    // signal brings them back; `None`: it did, stop.
+                    let went_offline = interrupt::offline_cpu(&root, cpu, || {
+                        if round.is_multiple_of(3) {
+                            hotplug::inject_rollback(&root, cpu)?;
+                            let offline = hotplug::set_cpu_online(&root, cpu, false).is_ok();
+                            hotplug::clear_fail(&root, cpu)?;
+                            // Refused: rolled back. Accepted: the injection
+                            // did not fire, a real offline.
+                            Ok(offline)
+                        } else {
+                            hotplug::set_cpu_online(&root, cpu, false)?;
+                            Ok(true)
+                        }
+                    })?;
+                    let Some(went_offline) = went_offline else {
+                        return Ok(());
                     };
                     let counter = if went_offline {
                         &counters.offlines
@@ -196,6 +205,7 @@ impl Churn {
                     thread::sleep(Duration::from_millis(100));
                     if went_offline {
                         guard.restore()?;
+                        interrupt::cpus_restored();
                         counters.onlines.fetch_add(1, Relaxed);
                     }
                     thread::sleep(Duration::from_millis(100));

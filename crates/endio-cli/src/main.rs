@@ -6,11 +6,13 @@
 mod bench;
 mod bench_completion;
 mod faults;
+mod interrupt;
 mod model;
 mod output;
 mod rusage;
 mod stat;
 mod stress;
+mod sys;
 
 use clap::{Parser, Subcommand};
 
@@ -66,11 +68,20 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(directives)),
         )
         .init();
-    match cli.command {
+    let result = match cli.command {
         Command::Stress(args) => stress::run(&args),
         Command::Model(args) => model::run(&args),
         Command::BenchCompletion(args) => bench_completion::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Stat(args) => stat::run(&args),
+    };
+    // Stopped by a signal, after the cleanup: 128 + its number, as a shell
+    // reports a process the signal killed.
+    if let Some(code) = interrupt::exit_code() {
+        if let Err(e) = &result {
+            eprintln!("Error: {e:#}");
+        }
+        std::process::exit(code);
     }
+    result
 }

@@ -31,6 +31,7 @@ use endio::{Batching, Bio, BioFlags, Completer, CpuStats, Stats, StatsSnapshot, 
 use serde::Serialize;
 
 use crate::faults::{self, Churn, HandlerFaults, Transitions};
+use crate::interrupt::{self, Undo};
 use crate::output;
 use crate::rusage::{self, Usage};
 
@@ -163,6 +164,12 @@ pub(crate) fn run(args: &StressArgs) -> anyhow::Result<()> {
     }
     if args.handler_faults().any() {
         faults::quiet_injected_panics();
+    }
+    if args.real_hotplug {
+        // A signal brings back every CPU the churn took offline and exits
+        // at once (a partial run has nothing to report); a panic does
+        // through the churn's guard.
+        interrupt::install(Duration::ZERO);
     }
     let completer = Completer::builder()
         .batching(args.policy)
@@ -347,6 +354,9 @@ fn stress(completer: &Completer, args: &StressArgs) -> anyhow::Result<Outcome> {
         .hotplug_churn
         .then(|| Churn::api(completer, args.seed))
         .transpose()?;
+    let _restore = args
+        .real_hotplug
+        .then(|| interrupt::register(Undo::OnlineCpus));
     let real_churn = args
         .real_hotplug
         .then(|| Churn::real(Path::new("/sys")))

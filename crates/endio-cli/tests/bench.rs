@@ -394,9 +394,16 @@ fn ctrl_c_stops_and_removes_what_the_benchmark_made() {
         .spawn()
         .unwrap();
     let pid = child.id();
+    // With --memcg the jobs run in a child process inside the cgroup,
+    // which is named after this one.
     let cgroup_made = || {
-        std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-            .is_ok_and(|c| c.contains(&format!("endio-bench-{pid}")))
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .any(|child| {
+                std::fs::read_to_string(format!("/proc/{child}/cgroup"))
+                    .is_ok_and(|c| c.contains(&format!("endio-bench-{pid}")))
+            })
     };
     // Wait until the job runs (the temporary directory exists, and the
     // process is in its cgroup when root).

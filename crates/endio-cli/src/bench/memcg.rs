@@ -7,19 +7,23 @@
 //!    with `memory` enabled in the root's `cgroup.subtree_control`), else
 //!    the cgroup v1 `memory` hierarchy (the cgroup is made below the
 //!    process's current memory cgroup, so limits above it still apply).
-//! 2. The cgroup is made, its limit written (`memory.max`, v1
-//!    `memory.limit_in_bytes`), and the whole process moved in by writing
-//!    its pid to `cgroup.procs` (every thread moves: the completer's
-//!    workers, the io_uring reapers and io-wq workers).
-//! 3. [`Memcg`] is a guard: dropped (at the end, on an error, after the
-//!    first Ctrl-C) it moves the process back to the cgroup it came from
-//!    and removes the directory; a second Ctrl-C does the same from the
-//!    signal thread ([`super::interrupt`]).
+//! 2. The process that cleans up (the one the user started) makes the
+//!    cgroup and writes its limit (`memory.max`, v1
+//!    `memory.limit_in_bytes`); the jobs run in a child process that moves
+//!    itself in between fork and exec ([`super::supervise`]), so every
+//!    thread it starts (the completer's workers, the io_uring reapers and
+//!    io-wq workers) is in the cgroup, and an OOM kill there takes the
+//!    jobs, never the process that reports it and cleans up.
+//! 3. [`Memcg`] is a guard in that outer process: dropped (at the end, on
+//!    an error, after the first signal) it removes the directory, which the
+//!    job process left by exiting; a second signal does the same from the
+//!    signal thread ([`super::interrupt`]). The name carries the outer
+//!    process's pid, so a later run can remove it if a SIGKILL left it
+//!    ([`super::leftovers`]).
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use serde::Serialize;
@@ -196,15 +200,34 @@ pub(crate) struct MemcgReport {
     pub(crate) limit_hits: Option<u64>,
 }
 
-/// The benchmark's memory cgroup, with the process in it; see the module
-/// docs.
-#[derive(Debug)]
-pub(crate) struct Memcg {
-    plan: Plan,
+/// The smallest `--memcg` the jobs run in at the default `--bs` and
+/// `--iodepth`, without and with `--bdev` (whose loop device charges its
+/// backing-file I/O to the cgroup too); the kernel OOM-kills them below.
+/// Measured on cgroup v1, Linux 6.18, 2 CPUs busy with other builds, with
+/// `endio bench [--bdev] --memcg SIZE --no-plot` (the embedded default,
+/// 1 GiB): the first sizes that passed three runs in a row were 44M and
+/// 64M (36M and 49M passed once, then failed), rounded up to 48M and 64M.
+/// Dirty pages that writeback has not cleaned yet cannot be reclaimed, so
+/// the need grows with a slower disk; the jobs' buffers (`--iodepth` x
+/// `--bs`, 16 MiB by default) are a large part, so larger ones need more.
+pub(crate) const MIN_BYTES: u64 = 48 << 20;
+/// See [`MIN_BYTES`].
+pub(crate) const MIN_BDEV_BYTES: u64 = 64 << 20;
+
+/// The smallest `--memcg` for the jobs, with or without `--bdev`.
+pub(crate) fn min_bytes(bdev: bool) -> u64 {
+    if bdev { MIN_BDEV_BYTES } else { MIN_BYTES }
+}
+
+/// Below this no job can even start (the process itself needs memory).
+const FLOOR_BYTES: u64 = 16 << 20;
+
+/// A memory cgroup: its directory and how to read it.
+#[derive(Debug, Clone)]
+pub(crate) struct Cgroup {
     dir: PathBuf,
+    version: Version,
     limit: u64,
-    left: bool,
-    _registration: Registration,
 }
 
 fn write(path: &Path, value: &str) -> io::Result<()> {
@@ -215,9 +238,97 @@ fn read_u64(path: &Path) -> Option<u64> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+/// The value of `key` in a flat keyed file (`memory.events`,
+/// `memory.oom_control`).
+fn read_key(path: &Path, key: &str) -> Option<u64> {
+    fs::read_to_string(path).ok().and_then(|text| {
+        text.lines().find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == key).then(|| v.trim().parse().ok()).flatten()
+        })
+    })
+}
+
+impl Cgroup {
+    /// The cgroup at `dir` that this process was started in (the job
+    /// process), with `limit`.
+    pub(crate) fn joined(dir: &Path, limit: u64) -> Cgroup {
+        let version = if dir.join("memory.max").exists() {
+            Version::V2
+        } else {
+            Version::V1
+        };
+        Cgroup {
+            dir: dir.to_owned(),
+            version,
+            limit,
+        }
+    }
+
+    /// Its directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What the cgroup saw so far.
+    pub(crate) fn report(&self) -> MemcgReport {
+        let (peak, hits) = match self.version {
+            Version::V2 => (
+                read_u64(&self.dir.join("memory.peak")),
+                read_key(&self.dir.join("memory.events"), "max"),
+            ),
+            Version::V1 => (
+                read_u64(&self.dir.join("memory.max_usage_in_bytes")),
+                read_u64(&self.dir.join("memory.failcnt")),
+            ),
+        };
+        MemcgReport {
+            path: self.dir.clone(),
+            version: self.version,
+            limit_bytes: self.limit,
+            peak_bytes: peak,
+            limit_hits: hits,
+        }
+    }
+
+    /// Processes the OOM killer killed in it.
+    pub(crate) fn oom_kills(&self) -> u64 {
+        let file = match self.version {
+            Version::V2 => "memory.events",
+            Version::V1 => "memory.oom_control",
+        };
+        read_key(&self.dir.join(file), "oom_kill").unwrap_or(0)
+    }
+}
+
+/// Where this process makes its memory cgroups, if a memory controller is
+/// available.
+pub(crate) fn parent_dir() -> Option<PathBuf> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let proc_cgroup = fs::read_to_string("/proc/self/cgroup").ok()?;
+    plan(&mountinfo, &proc_cgroup, |dir| {
+        fs::read_to_string(dir.join("cgroup.controllers")).ok()
+    })
+    .ok()
+    .map(|p| p.parent)
+}
+
+/// The name of the memory cgroup of the run that process `pid` owns.
+pub(crate) fn name_of(pid: u32) -> String {
+    format!("endio-bench-{pid}")
+}
+
+/// The benchmark's memory cgroup, made by the process that cleans up (not
+/// the one that runs the jobs); removed when dropped. See the module docs.
+#[derive(Debug)]
+pub(crate) struct Memcg {
+    cgroup: Cgroup,
+    _registration: Registration,
+}
+
 impl Memcg {
-    /// Makes the cgroup with `limit` bytes and moves the process into it.
-    pub(crate) fn enter(limit: u64) -> anyhow::Result<Memcg> {
+    /// Makes the cgroup with `limit` bytes, empty.
+    pub(crate) fn create(limit: u64, bdev: bool) -> anyhow::Result<Memcg> {
         let uid = rustix::process::geteuid();
         if !uid.is_root() {
             bail!(
@@ -226,10 +337,12 @@ impl Memcg {
                 uid.as_raw()
             );
         }
-        if limit < (16 << 20) {
+        if limit < FLOOR_BYTES {
             bail!(
-                "--memcg {}: the limit is too small to run in (the benchmark itself needs memory); use at least 16M, e.g. --memcg 256M",
-                fmt_bytes(limit)
+                "--memcg {}: the limit is too small to run in (the benchmark needs at least {} with the default --bs and --iodepth); give --memcg {}M or more, e.g. --memcg 256M",
+                fmt_bytes(limit),
+                fmt_bytes(min_bytes(bdev)),
+                min_bytes(bdev) >> 20
             );
         }
         let mountinfo = fs::read_to_string("/proc/self/mountinfo").context(
@@ -259,13 +372,13 @@ impl Memcg {
                 })?;
             }
         }
-        let dir = plan
-            .parent
-            .join(format!("endio-bench-{}", std::process::id()));
+        let dir = plan.parent.join(name_of(std::process::id()));
         if dir.exists() {
             // Left by an earlier process with the same pid that was killed.
             let _ = fs::remove_dir(&dir);
         }
+        // Registered first: the signal thread removes it from here on.
+        let registration = interrupt::register(Undo::RemoveCgroup(dir.clone()));
         fs::create_dir(&dir).with_context(|| {
             format!(
                 "--memcg: cannot create the memory cgroup {}; check that {} is writable (root, not a read-only cgroupfs in a container) or drop --memcg",
@@ -273,100 +386,42 @@ impl Memcg {
                 plan.parent.display()
             )
         })?;
-        // From here the directory exists: the guard removes it on any error.
-        let registration = interrupt::register(Undo::LeaveCgroup {
-            procs: plan.home_procs.clone(),
-            dir: dir.clone(),
-        });
-        let mut memcg = Memcg {
-            plan,
-            dir,
-            limit,
-            left: true,
+        let memcg = Memcg {
+            cgroup: Cgroup {
+                dir,
+                version: plan.version,
+                limit,
+            },
             _registration: registration,
         };
-        let limit_file = match memcg.plan.version {
+        let limit_file = match memcg.cgroup.version {
             Version::V2 => "memory.max",
             Version::V1 => "memory.limit_in_bytes",
         };
-        write(&memcg.dir.join(limit_file), &limit.to_string()).with_context(|| {
+        write(&memcg.cgroup.dir.join(limit_file), &limit.to_string()).with_context(|| {
             format!(
                 "--memcg: cannot set {} of {} to {limit}",
                 limit_file,
-                memcg.dir.display()
+                memcg.cgroup.dir.display()
             )
         })?;
-        write(
-            &memcg.dir.join("cgroup.procs"),
-            &std::process::id().to_string(),
-        )
-        .with_context(|| {
-            format!(
-                "--memcg: cannot move this process into {}",
-                memcg.dir.display()
-            )
-        })?;
-        memcg.left = false;
         Ok(memcg)
     }
 
-    /// What the cgroup saw so far.
-    pub(crate) fn report(&self) -> MemcgReport {
-        let (peak, hits) = match self.plan.version {
-            Version::V2 => (
-                read_u64(&self.dir.join("memory.peak")),
-                fs::read_to_string(self.dir.join("memory.events"))
-                    .ok()
-                    .and_then(|events| {
-                        events.lines().find_map(|l| {
-                            let (k, v) = l.split_once(' ')?;
-                            (k == "max").then(|| v.trim().parse().ok()).flatten()
-                        })
-                    }),
-            ),
-            Version::V1 => (
-                read_u64(&self.dir.join("memory.max_usage_in_bytes")),
-                read_u64(&self.dir.join("memory.failcnt")),
-            ),
-        };
-        MemcgReport {
-            path: self.dir.clone(),
-            version: self.plan.version,
-            limit_bytes: self.limit,
-            peak_bytes: peak,
-            limit_hits: hits,
-        }
-    }
-
-    /// Moves the process back and removes the cgroup.
-    fn leave(&mut self) -> io::Result<()> {
-        if !self.left {
-            write(&self.plan.home_procs, &std::process::id().to_string())?;
-            self.left = true;
-        }
-        // A just-emptied cgroup can be busy for a moment.
-        let mut last = Ok(());
-        for _ in 0..50 {
-            last = fs::remove_dir(&self.dir);
-            match &last {
-                Ok(()) => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
-            }
-        }
-        last
+    /// The cgroup.
+    pub(crate) fn cgroup(&self) -> &Cgroup {
+        &self.cgroup
     }
 }
 
 impl Drop for Memcg {
     fn drop(&mut self) {
-        if let Err(e) = self.leave() {
+        let dir = &self.cgroup.dir;
+        if let Err(e) = interrupt::remove_cgroup(dir) {
             eprintln!(
-                "warning: cannot leave and remove the memory cgroup {}: {e}; move out with `echo {} > {}` and remove it with `rmdir {}`",
-                self.dir.display(),
-                std::process::id(),
-                self.plan.home_procs.display(),
-                self.dir.display()
+                "warning: cannot remove the memory cgroup {}: {e}; remove it with `rmdir {}` once no process is in it",
+                dir.display(),
+                dir.display()
             );
         }
     }

@@ -29,12 +29,13 @@
 //!    `jobs[].read|write` keys), and `--plot` ([`plot`]).
 
 mod dontcache;
-mod interrupt;
 mod job;
+mod leftovers;
 mod loopdev;
 mod memcg;
 mod plot;
 mod report;
+mod supervise;
 mod target;
 pub(crate) mod units;
 
@@ -48,8 +49,9 @@ use anyhow::{Context as _, bail};
 use endio::{Backend, Verifier};
 use serde::Serialize;
 
+use crate::interrupt;
 use job::JobSpec;
-use memcg::Memcg;
+use memcg::Cgroup;
 use report::{JobReport, RunReport};
 use target::Target;
 
@@ -237,12 +239,26 @@ pub(crate) struct BenchArgs {
     #[arg(long, conflicts_with = "plot")]
     no_plot: bool,
 
-    /// Run inside a memory cgroup with this limit (root; cgroup v2, else
-    /// v1), created and removed by endio: the memory-pressure setup of the
-    /// dontcache series (e.g. 256M).
+    /// Run the jobs inside a memory cgroup with this limit (root; cgroup
+    /// v2, else v1), created and removed by endio: the memory-pressure
+    /// setup of the dontcache series (e.g. 256M). The jobs run in a child
+    /// process there and need at least 48M (64M with --bdev) with the
+    /// default --bs and --iodepth; if the OOM killer kills them, endio
+    /// says so and removes what they made.
     #[arg(long, value_parser = parse_memcg_arg, value_name = "SIZE")]
     memcg: Option<u64>,
+
+    /// The cgroup this process was started in by an outer `endio bench
+    /// --memcg`, which cleans up after it (internal).
+    #[arg(long, hide = true, requires = "memcg", value_name = "DIR")]
+    in_memcg: Option<PathBuf>,
 }
+
+/// How long a run may take to stop after the first signal before the
+/// signal thread removes what it made and exits: an interrupted job drains
+/// its I/Os and fsyncs (seconds on a slow disk). The outer process of
+/// `--memcg` waits longer than its job process.
+const GRACE: Duration = Duration::from_secs(10);
 
 /// The jobs of a run, in order.
 fn job_list(modes: &[Mode], rws: &[Rw]) -> Vec<(Mode, Rw)> {
@@ -367,10 +383,28 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
         );
     }
 
-    interrupt::install();
-    // Declared first, dropped last: the process leaves the cgroup after the
-    // target is gone.
-    let memcg = args.memcg.map(Memcg::enter).transpose()?;
+    // Signals: the first stops the job and the guards below clean up; see
+    // `interrupt`.
+    let outer = args.memcg.is_some() && args.in_memcg.is_none();
+    interrupt::install(if outer { 2 * GRACE } else { GRACE });
+    let memcg = match (args.memcg, &args.in_memcg) {
+        (Some(limit), Some(dir)) => {
+            // The job process of `supervise`: the cgroup and the leftovers
+            // are its parent's.
+            if let Some(parent) = rustix::process::getppid() {
+                leftovers::set_owner(parent.as_raw_nonzero().get().unsigned_abs());
+            }
+            Some(Cgroup::joined(dir, limit))
+        }
+        (Some(limit), None) => {
+            leftovers::remove_stale();
+            return supervise::run(limit, args.bdev);
+        }
+        (None, _) => {
+            leftovers::remove_stale();
+            None
+        }
+    };
     let mut target = match (&args.target, args.bdev) {
         (Some(path), _) => Target::user(path, args.size)?,
         (None, true) => Target::temp_loop_device(args.size.unwrap_or(target::DEFAULT_SIZE))?,
@@ -468,7 +502,7 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
         &target,
         args,
         backend_used,
-        memcg.as_ref().map(Memcg::report),
+        memcg.as_ref().map(Cgroup::report),
         notes,
         reports,
     );
@@ -498,8 +532,10 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if let Some(e) = failure {
         return Err(e);
     }
-    if interrupt::interrupted() {
-        bail!("interrupted; the results above are of the jobs that ran");
+    if let Some(signal) = interrupt::signal_name() {
+        bail!(
+            "interrupted by {signal}; the results above are of the jobs that ran, and what the benchmark made is removed"
+        );
     }
     let failed: Vec<&str> = run
         .jobs

@@ -104,7 +104,7 @@ fn disk_temp_dir() -> anyhow::Result<(tempfile::TempDir, Option<String>)> {
         base
     };
     let t = tempfile::Builder::new()
-        .prefix("endio-bench-")
+        .prefix(&super::leftovers::temp_prefix())
         .tempdir_in(&dir)
         .with_context(|| {
             format!(

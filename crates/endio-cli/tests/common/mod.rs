@@ -1,7 +1,8 @@
 //! Helpers shared by the CLI's integration tests.
 #![allow(dead_code, unreachable_pub)]
 
-use std::path::PathBuf;
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Runs `endio SUBCOMMAND ARGS...` and returns its output.
@@ -49,4 +50,53 @@ pub fn disk_dir(prefix: &str) -> tempfile::TempDir {
         }
     }
     panic!("no temporary directory on a disk filesystem among {candidates:?}; set TMPDIR");
+}
+
+/// The loop devices whose backing file is under `dir`.
+pub fn loops_under(dir: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir("/sys/block") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let back = fs::read_to_string(e.path().join("loop/backing_file")).ok()?;
+            back.starts_with(dir.to_str()?)
+                .then(|| format!("/dev/{}", e.file_name().to_string_lossy()))
+        })
+        .collect()
+}
+
+/// Directories named `name` in the cgroup hierarchies, within 3 levels.
+pub fn cgroups_named(name: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, name: &str, depth: u32, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.filter_map(Result::ok) {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if e.file_name().to_string_lossy() == name {
+                out.push(e.path());
+            } else if depth > 0 {
+                walk(&e.path(), name, depth - 1, out);
+            }
+        }
+    }
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out = Vec::new();
+    for line in mounts.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let is_memory = right.starts_with("cgroup2 ")
+            || (right.starts_with("cgroup ") && right.contains("memory"));
+        if let Some(mp) = left.split(' ').nth(4)
+            && is_memory
+        {
+            walk(Path::new(mp), name, 3, &mut out);
+        }
+    }
+    out
 }
