@@ -11,6 +11,7 @@
 
 pub mod bio;
 pub mod context;
+mod counters;
 #[cfg(not(any(loom, shuttle)))]
 pub mod io;
 pub(crate) mod sync;

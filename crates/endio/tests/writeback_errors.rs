@@ -66,13 +66,12 @@ fn wait_results(
     }
     dev.drain();
     assert!(completer.wait_idle(Duration::from_secs(60)));
-    let out = std::mem::take(&mut *results.lock().unwrap());
-    out
+    std::mem::take(&mut *results.lock().unwrap())
 }
 
 #[test]
 fn a_failed_write_back_is_reported_by_the_next_flush_in_every_buffered_mode() {
-    assert!(WRITTEN <= DEVICE_BYTES && WRITTEN > 2 * FREE_BYTES);
+    const { assert!(WRITTEN <= DEVICE_BYTES && WRITTEN > 2 * FREE_BYTES) };
     for direct_io in [true, false] {
         for backend in file_backends() {
             for (name, o) in [

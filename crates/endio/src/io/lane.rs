@@ -1,6 +1,6 @@
-//! A lane: the path from submitters to one backend thread (or pool), and the
-//! pieces every backend shares: in-flight slots, the inbox, the doorbell,
-//! the request and its completion.
+//! A lane: the path from submitters to one backend thread (or pool): its
+//! in-flight slots, its inbox and its doorbell; and a device's in-flight
+//! count. Nothing here knows what a request is.
 //!
 //! # Invariants
 //!
@@ -25,228 +25,14 @@
 //!    times before it sleeps, then sleeps as before: the handshake is
 //!    unchanged.
 
-use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+#[cfg(test)]
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering, fence};
 use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
 
-use super::device::DeviceShared;
-use super::dontcache::Plan;
-use super::writeback::Waiter;
-use crate::bio::{Bio, BioFlags, Op};
 use crate::sys::{self, EventFd};
-use crate::task::Completer;
-
-/// One I/O on its way through a backend.
-#[derive(Debug)]
-pub(crate) struct Request {
-    pub(crate) bio: Bio,
-    /// Keeps the file (or memory) open while the I/O is in flight.
-    pub(crate) dev: Arc<DeviceShared>,
-    /// `RWF_*` flags for `preadv2`/`pwritev2` and io_uring's `rw_flags`
-    /// (e.g. `RWF_DONTCACHE`, 0x80), per I/O.
-    pub(crate) rw_flags: i32,
-    /// Issue it on the device's read-only descriptor without readahead (a
-    /// per-bio dontcache read; see `dontcache.rs`).
-    pub(crate) read_fd: bool,
-    /// Emulated dontcache: the drop-behind to do after the I/O.
-    pub(crate) dontcache: Option<Plan>,
-    /// A write that waits for its write-back (a dontcache write, or one
-    /// flagged `WAIT_WRITEBACK`): once the write completed, the request is
-    /// its write-back stage.
-    pub(crate) wait: Option<Wait>,
-}
-
-/// A write's wait for its own write-back (see `writeback.rs`).
-#[derive(Debug)]
-pub(crate) struct Wait {
-    /// The description it waits on, taken at submit.
-    pub(crate) waiter: Waiter,
-    /// `BioFlags::WAIT_WRITEBACK`: the caller's bio is the stage's bio and
-    /// completes when the write-back ends, with its result.
-    pub(crate) hold: bool,
-    /// Set when the write completed: the page-aligned byte range to write
-    /// back (never empty), and the bytes the write transferred.
-    stage: Option<(u64, u64, i64)>,
-}
-
-impl Wait {
-    pub(crate) fn new(waiter: Waiter, hold: bool) -> Wait {
-        Wait {
-            waiter,
-            hold,
-            stage: None,
-        }
-    }
-}
-
-impl Request {
-    /// Bytes to transfer: the buffer as it is now (a caller may have
-    /// truncated it after building the bio).
-    pub(crate) fn transfer_len(&self) -> usize {
-        self.bio.buf().len()
-    }
-
-    /// The descriptor to issue the I/O on (-1 for a memory device): for a
-    /// write-back stage, the write's own waiter, never the device's.
-    pub(crate) fn raw_fd(&self) -> RawFd {
-        if self.writeback_range().is_some() {
-            return self.stage_fd().map_or(-1, |fd| fd.as_raw_fd());
-        }
-        target_file(&self.dev, self.read_fd).map_or(-1, AsRawFd::as_raw_fd)
-    }
-
-    /// For a write-back stage: the write's own waiter to wait on (`None`
-    /// for a memory device).
-    pub(crate) fn stage_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.wait.as_ref()?.waiter.fd.as_ref().map(AsFd::as_fd)
-    }
-
-    /// Whether its handler is deferred to a completer worker, which often
-    /// resubmits (see [`YIELDS_BEFORE_SLEEP`]).
-    pub(crate) fn defers(&self) -> bool {
-        self.bio.flags().contains(BioFlags::COMPLETE_IN_TASK)
-    }
-
-    /// Whether completing this request with `res` chains a write-back stage
-    /// (a write that waits for its write-back and wrote bytes), which keeps
-    /// the request's in-flight slot until the write-back completes.
-    pub(crate) fn chains(&self, res: i64) -> bool {
-        res > 0 && self.wait.as_ref().is_some_and(|w| w.stage.is_none())
-    }
-
-    /// For a write-back stage: the byte range to write back and wait for.
-    pub(crate) fn writeback_range(&self) -> Option<(u64, u64)> {
-        self.wait
-            .as_ref()
-            .and_then(|w| w.stage)
-            .map(|(offset, len, _)| (offset, len))
-    }
-}
-
-/// The file a request of `dev` is issued on: the device's, or, for a
-/// per-bio dontcache read (`read_fd`), its read-only twin without readahead
-/// when it has one. `None` for a memory device.
-pub(crate) fn target_file(dev: &DeviceShared, read_fd: bool) -> Option<&File> {
-    if read_fd {
-        dev.dc().and_then(|dc| dc.read_fd()).or_else(|| dev.file())
-    } else {
-        dev.file()
-    }
-}
-
-/// The page-aligned range of `n` bytes written at `offset`.
-fn page_range(offset: u64, n: u64) -> (u64, u64) {
-    let page = rustix::param::page_size() as u64;
-    let start = offset / page * page;
-    let end = (offset + n).div_ceil(page) * page;
-    (start, (end - start).max(page))
-}
-
-/// Completes `req` with `res` (bytes, or a negated errno): records the
-/// result, hands the bio to `completer.endio()` and then counts the I/O done
-/// on its device. A write that waits for its write-back becomes its
-/// write-back stage instead, returned for the backend to issue next on the
-/// same in-flight slot; when that ends, its result is latched on the device
-/// and, for a `WAIT_WRITEBACK` write, becomes the bio's. A dontcache I/O's
-/// drop-behind is made ready at the end (see `dontcache.rs`).
-///
-/// Called only inside a `context::atomic()` section by a backend thread. The
-/// device's reference is dropped before the in-flight count falls, so a
-/// `drain` that sees zero knows no backend thread holds the device any more
-/// (and the file is closed by the user's thread, never by a reaper); a
-/// stage still holds it, and `drain` waits for the dontcache backlog too.
-pub(crate) fn complete(completer: &Completer, req: Request, res: i64) -> Option<Request> {
-    let Request {
-        mut bio,
-        dev,
-        dontcache: mut plan,
-        wait,
-        ..
-    } = req;
-    let inflight = Arc::clone(&dev.inflight);
-    match wait {
-        Some(w) if w.stage.is_some() => {
-            // The write-back stage of a write ended.
-            let written = w.stage.map_or(0, |(_, _, n)| n);
-            if res < 0 {
-                dev.writeback_failed(res);
-            }
-            dev.wb.release(w.waiter);
-            let drop_bio = if w.hold {
-                bio.set_raw_result(if res < 0 { res } else { written });
-                completer.endio(bio);
-                None
-            } else {
-                Some(bio)
-            };
-            match plan {
-                Some(plan) => super::dontcache::written_back(completer, dev, plan, drop_bio, res),
-                None => drop(dev),
-            }
-            if w.hold {
-                inflight.done();
-            }
-            None
-        }
-        wait => {
-            bio.set_raw_result(res);
-            if res < 0 && bio.op() == Op::Flush {
-                dev.writeback_failed(res);
-            }
-            if let Some(plan) = &mut plan {
-                super::dontcache::transferred(&dev, plan, res);
-            }
-            if let Some(mut w) = wait {
-                if res > 0 {
-                    let (offset, len) = page_range(bio.offset(), res.unsigned_abs());
-                    w.stage = Some((offset, len, res));
-                    let stage_bio = if w.hold {
-                        Some(bio)
-                    } else {
-                        completer.endio(bio);
-                        plan.as_mut()
-                            .and_then(super::dontcache::Plan::take_drop_bio)
-                    };
-                    if let Some(stage_bio) = stage_bio {
-                        let hold = w.hold;
-                        let stage = Request {
-                            bio: stage_bio,
-                            dev,
-                            rw_flags: 0,
-                            read_fd: false,
-                            dontcache: plan,
-                            wait: Some(w),
-                        };
-                        if !hold {
-                            inflight.done();
-                        }
-                        return Some(stage);
-                    }
-                    // Cannot happen: a dontcache plan has its drop bio until
-                    // here. Without a stage the drop writes back first.
-                    dev.wb.release(w.waiter);
-                    if let Some(plan) = plan {
-                        super::dontcache::written_back(completer, dev, plan, None, 0);
-                    }
-                    inflight.done();
-                    return None;
-                }
-                dev.wb.release(w.waiter);
-            }
-            completer.endio(bio);
-            match plan {
-                Some(plan) => super::dontcache::not_written(completer, dev, plan, res),
-                None => drop(dev),
-            }
-            inflight.done();
-            None
-        }
-    }
-}
 
 /// In-flight slots of a lane: a counting semaphore on a futex word.
 #[derive(Debug)]
@@ -455,16 +241,16 @@ impl Bell {
 /// One lane: slots, the inbox and the bell of one backend thread (or of the
 /// pool).
 #[derive(Debug)]
-pub(crate) struct Lane {
+pub(crate) struct Lane<R> {
     /// The CPU the lane's thread is pinned to (`None`: unpinned pool).
     pub(crate) cpu: Option<usize>,
     pub(crate) slots: Slots,
-    pub(crate) inbox: ArrayQueue<Request>,
+    pub(crate) inbox: ArrayQueue<R>,
     pub(crate) bell: Bell,
 }
 
-impl Lane {
-    pub(crate) fn new(cpu: Option<usize>, depth: u32, bell: Bell) -> Lane {
+impl<R> Lane<R> {
+    pub(crate) fn new(cpu: Option<usize>, depth: u32, bell: Bell) -> Lane<R> {
         Lane {
             cpu,
             slots: Slots::new(depth),

@@ -19,10 +19,9 @@ use std::time::Duration;
 
 use rustix::io::ReadWriteFlags;
 
-use super::EngineShared;
-use super::lane::{Request, complete, target_file};
+use super::request::{Request, complete_all};
+use super::shared::EngineShared;
 use crate::bio::Op;
-use crate::context;
 
 /// Starts pool thread `index` of the (single) lane.
 pub(crate) fn spawn(
@@ -37,11 +36,13 @@ pub(crate) fn spawn(
 fn pool_main(shared: &EngineShared) {
     let lane = &shared.lanes[0];
     let bell = lane.bell.doorbell();
+    // One request at a time, with room for its stage: allocated once.
+    let mut done = Vec::with_capacity(1);
     loop {
         // SeqCst: pairs with the store in `EngineShared::shutdown`.
         let closed = shared.closed.load(Ordering::SeqCst);
         if let Some(req) = lane.inbox.pop() {
-            // An emulated dontcache write chains its writeback stage, which
+            // A write that waits for its write-back chains its stage, which
             // this thread performs next on the same slot (blocking here, as
             // the device would, outside the atomic section). Bounded: a
             // stage never chains.
@@ -52,11 +53,10 @@ fn pool_main(shared: &EngineShared) {
                 } else {
                     perform(&mut req)
                 };
-                if !req.chains(res) {
-                    lane.slots.release(1);
-                }
-                let _atomic = context::atomic();
-                next = complete(&shared.completer, req, res);
+                done.push((req, res));
+                complete_all(&shared.completer, &lane.slots, &mut done, |stage| {
+                    next = Some(stage);
+                });
             }
             continue;
         }
@@ -82,7 +82,7 @@ fn pool_main(shared: &EngineShared) {
 fn perform(req: &mut Request) -> i64 {
     if let Some((offset, len)) = req.writeback_range() {
         // On the write's own waiter, never the device's descriptor.
-        let Some(fd) = req.stage_fd() else {
+        let Some(fd) = req.fd() else {
             return 0;
         };
         return match crate::sys::sync_range(fd, offset, len) {
@@ -90,7 +90,7 @@ fn perform(req: &mut Request) -> i64 {
             Err(e) => -i64::from(e.raw_os_error().unwrap_or(libc::EIO)),
         };
     }
-    let Some(file) = target_file(&req.dev, req.read_fd) else {
+    let Some(file) = req.dev.file_for(req.description) else {
         return -i64::from(libc::EBADF);
     };
     let fd = file.as_fd();

@@ -48,10 +48,9 @@ use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
-use super::EngineShared;
-use super::lane::{Request, complete};
+use super::request::{Request, complete_all};
+use super::shared::EngineShared;
 use crate::bio::Op;
-use crate::context;
 
 /// `user_data` of the eventfd read.
 const WAKE: u64 = u64::MAX;
@@ -284,21 +283,12 @@ fn reaper_main(
             reap(&mut state, &cqe, &mut done);
         }
         cq.sync();
-        // 7. Slots back first (a handler that resubmits finds room; an
-        //    emulated dontcache write keeps its slot for its writeback
-        //    stage), then the completions, in atomic context: the reaper is
-        //    endio's interrupt.
-        if !done.is_empty() {
-            let kept = done.iter().filter(|(req, res)| req.chains(*res)).count();
-            lane.slots
-                .release(u32::try_from(done.len() - kept).unwrap_or(u32::MAX));
-            let _atomic = context::atomic();
-            for (req, res) in done.drain(..) {
-                if let Some(stage) = complete(&shared.completer, req, res) {
-                    state.chained.push(stage);
-                }
-            }
-        }
+        // 7. The completion step: slots back, then `endio` in atomic
+        //    context (the reaper is endio's interrupt); write-back stages
+        //    are issued first in the next pass, on the slots they kept.
+        complete_all(&shared.completer, &lane.slots, &mut done, |stage| {
+            state.chained.push(stage);
+        });
     }
     // Retire the doorbell read before the ring and its buffer go.
     if state.wake_armed {

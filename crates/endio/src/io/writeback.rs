@@ -32,6 +32,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use crossbeam_queue::ArrayQueue;
@@ -72,6 +73,8 @@ pub(crate) struct Waiter {
 /// The write-back state of one device.
 #[derive(Debug)]
 pub(crate) struct WbState {
+    /// The device's path, for the warning.
+    path: PathBuf,
     pool: ArrayQueue<File>,
     count: AtomicU64,
     /// 0 while no error was seen.
@@ -79,12 +82,49 @@ pub(crate) struct WbState {
 }
 
 impl WbState {
-    pub(crate) fn new() -> WbState {
+    pub(crate) fn new(path: &Path) -> WbState {
         WbState {
+            path: path.to_path_buf(),
             pool: ArrayQueue::new(POOL_MAX),
             count: AtomicU64::new(0),
             first: AtomicI32::new(0),
         }
+    }
+
+    /// Latches the failure `res` (a negated errno) of a write-back wait:
+    /// `ECANCELED` (the engine shut down first) and `EINVAL`/`EOPNOTSUPP`
+    /// (no asynchronous wait here) say nothing about the data and are not
+    /// write-back errors. The first one is said once per device.
+    pub(crate) fn failed(&self, res: i64) {
+        let errno = i32::try_from(-res).unwrap_or(libc::EIO);
+        if matches!(errno, libc::ECANCELED | libc::EINVAL | libc::EOPNOTSUPP) {
+            return;
+        }
+        let first = self.errors().count == 0;
+        self.record_errno(errno);
+        if first {
+            tracing::warn!(
+                path = %self.path.display(),
+                error = %io::Error::from_raw_os_error(errno),
+                "write-back of data written to this device failed: it did not reach the device; the next flush of the device reports the error, and Device::writeback_errors counts it"
+            );
+        }
+    }
+
+    /// Writes back `len` bytes of `file` at `offset` and waits for them, on
+    /// a description of endio's own (task context: it blocks). A failure is
+    /// latched.
+    pub(crate) fn wait_range(&self, file: &File, offset: u64, len: u64) -> io::Result<()> {
+        let waiter = self.acquire(Some(file))?;
+        let res = match &waiter.fd {
+            Some(fd) => sys::sync_range(fd.as_fd(), offset, len),
+            None => Ok(()),
+        };
+        self.release(waiter);
+        if let Err(e) = &res {
+            self.failed(-i64::from(e.raw_os_error().unwrap_or(libc::EIO)));
+        }
+        res
     }
 
     /// A description of `file` to wait on, advanced past every write-back

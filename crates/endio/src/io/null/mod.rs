@@ -23,11 +23,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::EngineShared;
-use super::device::Target;
-use super::lane::{Request, complete, yield_for_work};
+pub(crate) mod memory;
+
+use super::lane::yield_for_work;
+use super::request::{Request, complete_all};
+use super::shared::EngineShared;
+use super::state::Target;
 use crate::bio::Op;
-use crate::context;
 
 /// Starts the interrupt thread of lane `lane`.
 pub(crate) fn spawn(
@@ -84,19 +86,13 @@ fn irq_main(shared: &EngineShared, lane_index: usize) {
             done.push((req, res));
         }
         if !done.is_empty() {
-            // An emulated dontcache write keeps its slot for its writeback
+            // A write that waits for its write-back keeps its slot for its
             // stage (a no-op here: memory has no page cache), which is due
             // at once.
-            let kept = done.iter().filter(|(req, res)| req.chains(*res)).count();
             expect_submit |= done.iter().any(|(req, _)| req.defers());
-            lane.slots
-                .release(u32::try_from(done.len() - kept).unwrap_or(u32::MAX));
-            let _atomic = context::atomic();
-            for (req, res) in done.drain(..) {
-                if let Some(stage) = complete(&shared.completer, req, res) {
-                    pending.push_front((now, stage));
-                }
-            }
+            complete_all(&shared.completer, &lane.slots, &mut done, |stage| {
+                pending.push_front((now, stage));
+            });
             continue;
         }
         if closed && pending.is_empty() && lane.slots.all_free() {

@@ -1,0 +1,419 @@
+//! The engine: its handle, its builder, and the choice of backend with its
+//! fallback.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::time::Duration;
+
+use super::config::{BACKEND_ENV, Backend, Config, EngineError};
+use super::device::Device;
+use super::lane::{Bell, Doorbell, Lane, RingBell};
+use super::open::{self, OpenError, OpenOptions};
+use super::shared::EngineShared;
+use super::{null, threads, uring};
+use crate::sys::{self, EventFd, UringUnavailable};
+use crate::task::Completer;
+
+/// Runs a backend and opens devices on it. Cheap to clone; the backend's
+/// threads stop when the last clone is dropped, after completing (or
+/// cancelling, with `ECANCELED`) every bio they hold. Devices opened on it
+/// refuse new bios from then on.
+#[derive(Clone)]
+pub struct Engine {
+    handle: Arc<Handle>,
+}
+
+/// Owns the backend threads; dropping it shuts the engine down.
+struct Handle {
+    shared: Arc<EngineShared>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.shutdown();
+        let me = std::thread::current().id();
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in threads {
+            // The last clone can be dropped by a handler running on one of
+            // the engine's own threads; that thread leaves its loop by
+            // itself once its lane is empty.
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.handle.shared;
+        f.debug_struct("Engine")
+            .field("backend", &s.backend)
+            .field("lanes", &s.lanes.len())
+            .field("queue_depth", &s.queue_depth)
+            .field("ring_flags", &s.ring_flags.get())
+            .field("fallback", &s.fallback.as_ref().map(ToString::to_string))
+            .finish()
+    }
+}
+
+impl Engine {
+    /// A builder whose completions go through `completer`.
+    pub fn builder(completer: Completer) -> EngineBuilder {
+        EngineBuilder {
+            completer,
+            backend: None,
+            use_env: true,
+            queue_depth: 128,
+            threads: 8,
+            null_latency: Duration::ZERO,
+            pin: true,
+            shutdown_grace: Duration::from_millis(500),
+            proc_root: PathBuf::from("/proc"),
+        }
+    }
+
+    /// Opens a regular file or block device (or, on the null backend, makes
+    /// an in-memory device with the path's geometry).
+    pub fn open(&self, path: impl AsRef<Path>, options: OpenOptions) -> Result<Device, OpenError> {
+        open::open(&self.handle.shared, path.as_ref(), options)
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.handle.shared.backend
+    }
+
+    /// Slots per lane: bios in flight at most per lane.
+    pub fn queue_depth(&self) -> u32 {
+        self.handle.shared.queue_depth
+    }
+
+    /// Lanes: one per CPU (io_uring, null), one for the pool (threads).
+    pub fn lanes(&self) -> usize {
+        self.handle.shared.lanes.len()
+    }
+
+    /// The io_uring setup flags the kernel accepted (io_uring backend).
+    pub fn ring_flags(&self) -> Option<&'static str> {
+        self.handle.shared.ring_flags.get().copied()
+    }
+
+    /// Why io_uring is not used, when it was the automatic choice and the
+    /// engine fell back to the thread pool.
+    pub fn fallback_reason(&self) -> Option<&UringUnavailable> {
+        self.handle.shared.fallback.as_ref()
+    }
+
+    /// The completer the engine completes through.
+    pub fn completer(&self) -> &Completer {
+        &self.handle.shared.completer
+    }
+
+    /// Bios in flight on all devices (slots taken).
+    pub fn in_flight(&self) -> u32 {
+        self.handle
+            .shared
+            .lanes
+            .iter()
+            .map(|l| l.slots.in_use())
+            .sum()
+    }
+}
+
+/// Builds an [`Engine`].
+#[derive(Debug, Clone)]
+pub struct EngineBuilder {
+    completer: Completer,
+    backend: Option<Backend>,
+    use_env: bool,
+    queue_depth: u32,
+    threads: usize,
+    null_latency: Duration,
+    pin: bool,
+    shutdown_grace: Duration,
+    proc_root: PathBuf,
+}
+
+/// The process warns about a missing io_uring once.
+static FALLBACK_WARNED: AtomicBool = AtomicBool::new(false);
+
+impl EngineBuilder {
+    /// The backend (default: `ENDIO_BACKEND`, else io_uring with automatic
+    /// fallback to the thread pool). An explicit io_uring fails instead of
+    /// falling back.
+    #[must_use]
+    pub fn backend(mut self, backend: Backend) -> EngineBuilder {
+        self.backend = Some(backend);
+        self
+    }
+
+    /// Whether `ENDIO_BACKEND` is read when no backend is set (default:
+    /// yes).
+    #[must_use]
+    pub fn read_env(mut self, yes: bool) -> EngineBuilder {
+        self.use_env = yes;
+        self
+    }
+
+    /// In-flight bios per lane, 1..=4096 (default 128). For io_uring, the
+    /// ring of each CPU gets `depth + 2` SQ entries.
+    #[must_use]
+    pub fn queue_depth(mut self, depth: u32) -> EngineBuilder {
+        self.queue_depth = depth;
+        self
+    }
+
+    /// Threads of the thread-pool backend, 1..=256 (default 8).
+    #[must_use]
+    pub fn threads(mut self, threads: usize) -> EngineBuilder {
+        self.threads = threads;
+        self
+    }
+
+    /// Completion latency of the null backend's devices (default 0).
+    #[must_use]
+    pub fn null_latency(mut self, latency: Duration) -> EngineBuilder {
+        self.null_latency = latency;
+        self
+    }
+
+    /// Whether per-CPU reapers pin themselves to their CPU (default yes).
+    #[must_use]
+    pub fn pin_reapers(mut self, pin: bool) -> EngineBuilder {
+        self.pin = pin;
+        self
+    }
+
+    /// How long shutdown waits for I/O in the kernel before asking io_uring
+    /// to cancel it (default 500 ms).
+    #[must_use]
+    pub fn shutdown_grace(mut self, grace: Duration) -> EngineBuilder {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Where procfs is mounted (default `/proc`); the io_uring probe reads
+    /// `sys/kernel/io_uring_disabled` below it.
+    #[must_use]
+    pub fn proc_root(mut self, root: impl Into<PathBuf>) -> EngineBuilder {
+        self.proc_root = root.into();
+        self
+    }
+
+    /// Starts the backend's threads.
+    pub fn build(self) -> Result<Engine, EngineError> {
+        if !(1..=4096).contains(&self.queue_depth) {
+            return Err(EngineError::Invalid(format!(
+                "queue depth {} is outside 1..=4096; choose a depth such as 32 or 128",
+                self.queue_depth
+            )));
+        }
+        if !(1..=256).contains(&self.threads) {
+            return Err(EngineError::Invalid(format!(
+                "{} pool threads is outside 1..=256; choose a number such as 8",
+                self.threads
+            )));
+        }
+        let from_env = if self.backend.is_none() && self.use_env {
+            match std::env::var(BACKEND_ENV) {
+                Ok(v) => Backend::parse_env(&v)?,
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
+        match self.backend.or(from_env) {
+            Some(Backend::Uring) => {
+                sys::probe_io_uring(&self.proc_root)?;
+                self.start(Backend::Uring, None).map_err(|e| match e {
+                    Started::Uring(u) => EngineError::Uring { source: u },
+                    Started::Other(e) => e,
+                })
+            }
+            Some(other) => self.start(other, None).map_err(Started::into_error),
+            None => {
+                let reason = match sys::probe_io_uring(&self.proc_root) {
+                    Ok(()) => match self.start(Backend::Uring, None) {
+                        Ok(engine) => return Ok(engine),
+                        Err(Started::Uring(u)) => u,
+                        Err(Started::Other(e)) => return Err(e),
+                    },
+                    Err(u) => u,
+                };
+                if !FALLBACK_WARNED.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        cause = %reason.cause,
+                        fix = %reason.fix,
+                        "io_uring is unavailable, so endio uses its thread-pool backend: {reason}"
+                    );
+                }
+                self.start(Backend::Threads, Some(reason))
+                    .map_err(Started::into_error)
+            }
+        }
+    }
+
+    fn start(
+        &self,
+        backend: Backend,
+        fallback: Option<UringUnavailable>,
+    ) -> Result<Engine, Started> {
+        let cpus = self.completer.online_cpus();
+        let max_cpu = cpus.iter().copied().max().unwrap_or(0);
+        let lane_cpus: Vec<Option<usize>> = match backend {
+            Backend::Threads => vec![None],
+            Backend::Uring | Backend::Null if cpus.is_empty() => vec![None],
+            Backend::Uring | Backend::Null => cpus.iter().map(|&c| Some(c)).collect(),
+        };
+        let mut lanes = Vec::with_capacity(lane_cpus.len());
+        for &cpu in &lane_cpus {
+            let bell = match backend {
+                Backend::Uring => Bell::Ring(RingBell {
+                    efd: EventFd::new().map_err(|e| {
+                        Started::Uring(sys::diagnose_uring_error(e.raw_os_error(), None))
+                    })?,
+                    sleeping: AtomicBool::new(false),
+                }),
+                Backend::Threads | Backend::Null => Bell::Futex(Doorbell::default()),
+            };
+            lanes.push(Lane::new(cpu, self.queue_depth, bell));
+        }
+        // Each CPU maps to its own lane, others (not online at build time)
+        // to a lane chosen by number.
+        let lane_of_cpu: Box<[u32]> = (0..=max_cpu)
+            .map(|cpu| {
+                lane_cpus
+                    .iter()
+                    .position(|&c| c == Some(cpu))
+                    .unwrap_or(cpu % lane_cpus.len()) as u32
+            })
+            .collect();
+        let shared = Arc::new(EngineShared {
+            completer: self.completer.clone(),
+            backend,
+            config: Config {
+                null_latency: self.null_latency,
+                pin: self.pin,
+                shutdown_grace: self.shutdown_grace,
+            },
+            queue_depth: self.queue_depth,
+            lanes: lanes.into_boxed_slice(),
+            lane_of_cpu,
+            closed: AtomicBool::new(false),
+            ring_flags: OnceLock::new(),
+            fallback,
+        });
+        let handle = Handle {
+            shared: Arc::clone(&shared),
+            threads: Mutex::new(Vec::new()),
+        };
+        let spawn_err = |what: &'static str| {
+            move |source: io::Error| Started::Other(EngineError::Spawn { what, source })
+        };
+        // Every thread is registered with the handle as soon as it runs, so
+        // an early return (dropping the handle) stops and joins it.
+        let register = |t: std::thread::JoinHandle<()>| {
+            handle
+                .threads
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(t);
+        };
+        match backend {
+            Backend::Uring => {
+                let (tx, rx) = mpsc::channel();
+                for lane in 0..shared.lanes.len() {
+                    register(
+                        uring::spawn(Arc::clone(&shared), lane, tx.clone())
+                            .map_err(spawn_err("io_uring reaper"))?,
+                    );
+                }
+                drop(tx);
+                let mut failure = None;
+                for _ in 0..shared.lanes.len() {
+                    match rx.recv() {
+                        Ok(Ok(flags)) => {
+                            let _ = shared.ring_flags.set(flags);
+                        }
+                        Ok(Err(e)) => failure = Some(e),
+                        Err(_) => {
+                            failure = Some(io::Error::other("a reaper exited during setup"));
+                        }
+                    }
+                }
+                if let Some(e) = failure {
+                    drop(handle);
+                    let disabled = sys::read_io_uring_disabled(&self.proc_root);
+                    return Err(Started::Uring(sys::diagnose_uring_error(
+                        e.raw_os_error(),
+                        disabled,
+                    )));
+                }
+            }
+            Backend::Threads => {
+                for i in 0..self.threads {
+                    register(
+                        threads::spawn(Arc::clone(&shared), i).map_err(spawn_err("I/O pool"))?,
+                    );
+                }
+            }
+            Backend::Null => {
+                for lane in 0..shared.lanes.len() {
+                    register(
+                        null::spawn(Arc::clone(&shared), lane)
+                            .map_err(spawn_err("null-device interrupt"))?,
+                    );
+                }
+            }
+        }
+        Ok(Engine {
+            handle: Arc::new(handle),
+        })
+    }
+}
+
+/// How `start` failed: io_uring trouble (may fall back) or anything else.
+enum Started {
+    Uring(UringUnavailable),
+    Other(EngineError),
+}
+
+impl Started {
+    fn into_error(self) -> EngineError {
+        match self {
+            Started::Uring(source) => EngineError::Uring { source },
+            Started::Other(e) => e,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_names_parse() {
+        assert_eq!(Backend::parse_env("uring").unwrap(), Some(Backend::Uring));
+        assert_eq!(
+            Backend::parse_env("io_uring").unwrap(),
+            Some(Backend::Uring)
+        );
+        assert_eq!(
+            Backend::parse_env(" threads ").unwrap(),
+            Some(Backend::Threads)
+        );
+        assert_eq!(Backend::parse_env("NULL").unwrap(), Some(Backend::Null));
+        assert_eq!(Backend::parse_env("").unwrap(), None);
+        assert_eq!(Backend::parse_env("auto").unwrap(), None);
+        let e = Backend::parse_env("spdk").unwrap_err();
+        assert!(e.to_string().contains("uring, threads or null"), "{e}");
+        for b in [Backend::Uring, Backend::Threads, Backend::Null] {
+            assert_eq!(b.name().parse::<Backend>().unwrap(), b);
+        }
+    }
+}

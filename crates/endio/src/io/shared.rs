@@ -1,0 +1,112 @@
+//! What the engine's handle, its devices and its backend threads share:
+//! the lanes, the completer, the settings; and the submit hot path (steps
+//! 2-3 of the flow in the module docs of `io`).
+
+use std::fmt;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::check::SubmitErrorKind;
+use super::config::{Backend, Config};
+use super::lane::Lane;
+use super::request::Request;
+use crate::sys::{self, UringUnavailable};
+use crate::task::Completer;
+
+/// State shared by the engine handle, its devices and its threads.
+pub(crate) struct EngineShared {
+    pub(crate) completer: Completer,
+    pub(crate) backend: Backend,
+    pub(crate) config: Config,
+    pub(crate) queue_depth: u32,
+    pub(crate) lanes: Box<[Lane<Request>]>,
+    /// Lane of each CPU number (CPUs beyond fold in).
+    pub(crate) lane_of_cpu: Box<[u32]>,
+    pub(crate) closed: AtomicBool,
+    /// The ring flags the kernel took (io_uring backend).
+    pub(crate) ring_flags: OnceLock<&'static str>,
+    /// Why io_uring is not used, if it was the automatic choice and failed.
+    pub(crate) fallback: Option<UringUnavailable>,
+}
+
+impl fmt::Debug for EngineShared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineShared")
+            .field("backend", &self.backend)
+            .field("lanes", &self.lanes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineShared {
+    fn home_lane(&self) -> usize {
+        let cpu = sys::current_cpu();
+        let n = self.lane_of_cpu.len();
+        self.lane_of_cpu[if cpu < n { cpu } else { cpu % n }] as usize
+    }
+
+    /// Steps 2-3 of the flow: a slot, then the inbox, then the bell.
+    // The refused request comes back whole (its bio with its handler, for
+    // the caller's error); boxing it would allocate on every refusal.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn enqueue(
+        &self,
+        req: Request,
+        may_wait: bool,
+    ) -> Result<(), (Request, SubmitErrorKind)> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err((req, SubmitErrorKind::ShutDown));
+        }
+        let Some(index) = self.acquire(may_wait) else {
+            let kind = if self.closed.load(Ordering::Relaxed) {
+                SubmitErrorKind::ShutDown
+            } else {
+                SubmitErrorKind::Busy
+            };
+            return Err((req, kind));
+        };
+        let lane = &self.lanes[index];
+        // SeqCst, after the SeqCst slot RMW: the shutdown argument (module
+        // docs).
+        if self.closed.load(Ordering::SeqCst) {
+            lane.slots.release(1);
+            lane.bell.ring_all();
+            return Err((req, SubmitErrorKind::ShutDown));
+        }
+        if let Err(req) = lane.inbox.push(req) {
+            // Cannot happen: the inbox has a place per slot.
+            lane.slots.release(1);
+            return Err((req, SubmitErrorKind::Busy));
+        }
+        lane.bell.ring();
+        Ok(())
+    }
+
+    /// A slot of the home lane, else of any lane; waits (bounded sleeps,
+    /// re-checking every lane) if `may_wait`.
+    fn acquire(&self, may_wait: bool) -> Option<usize> {
+        let home = self.home_lane();
+        let n = self.lanes.len();
+        loop {
+            for i in 0..n {
+                let index = (home + i) % n;
+                if self.lanes[index].slots.try_acquire() {
+                    return Some(index);
+                }
+            }
+            if !may_wait || self.closed.load(Ordering::Relaxed) {
+                return None;
+            }
+            self.lanes[home].slots.wait(Duration::from_millis(20));
+        }
+    }
+
+    pub(crate) fn shutdown(&self) {
+        // SeqCst: the shutdown argument (module docs).
+        self.closed.store(true, Ordering::SeqCst);
+        for lane in self.lanes.iter() {
+            lane.bell.ring_all();
+        }
+    }
+}
