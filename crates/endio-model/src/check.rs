@@ -20,11 +20,12 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use crate::Config;
+use crate::config::Config;
 use crate::explore::{Graph, System, adjacency, explore, strongly_connected_components};
 use crate::kernel::{CHECKPOINT, REDEFER, Scenario, State, WORKER_HANDLER, names};
+use crate::property::Property;
 use crate::question::CaseSpec;
-use crate::report::{Bound, Case, Property, PropertyResult, Trace, Verdict};
+use crate::report::{Bound, Case, PropertyResult, Trace, Verdict};
 
 /// Explores one case and decides its properties.
 pub(crate) fn run(spec: &CaseSpec, config: &Config) -> Case {

@@ -81,46 +81,21 @@
 //! See [`Question::finding`] for each in full.
 
 mod check;
+mod config;
 mod design;
 mod explore;
 mod kernel;
+#[cfg(test)]
+mod kernel_tests;
+mod property;
 mod question;
 mod report;
 
+pub use config::Config;
 pub use design::{Design, UnknownDesign};
+pub use property::Property;
 pub use question::{Question, UnknownQuestion};
-pub use report::{Bound, Case, Property, PropertyResult, Report, Trace, Verdict};
-
-/// How large the models are and how far to explore them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Config {
-    /// The most distinct states to explore per case. Properties not violated
-    /// within the bound are reported as [`Verdict::BoundReached`].
-    pub max_states: usize,
-    /// CPUs in each model (1 to 3), instead of the smallest number that
-    /// shows the question's answer. Raised to a question's minimum (2 for
-    /// Q1, Q4 and Q5).
-    pub cpus: Option<usize>,
-    /// Bios in each model (1 to 4), instead of the question's default.
-    /// Raised to a question's minimum (3 for Q1, 2 for Q5).
-    pub bios: Option<usize>,
-}
-
-impl Config {
-    /// The default state bound: far above what any question needs with the
-    /// default sizes (a few thousand states), low enough to stop in seconds.
-    pub const MAX_STATES: usize = 1_000_000;
-}
-
-impl Default for Config {
-    fn default() -> Config {
-        Config {
-            max_states: Config::MAX_STATES,
-            cpus: None,
-            bios: None,
-        }
-    }
-}
+pub use report::{Bound, Case, PropertyResult, Report, Trace, Verdict};
 
 /// Checks `question` on `design`: explores each of the question's cases and
 /// decides its properties.

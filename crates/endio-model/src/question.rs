@@ -10,13 +10,13 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::Config;
+use crate::config::Config;
 use crate::design::Design;
 use crate::kernel::{
     BIOS_MAX, BioSpec, CPUS_MAX, Context, Hotplug, KernelConfig, Protection, ReschedCheck, Rescuer,
     Scenario,
 };
-use crate::report::Property;
+use crate::property::Property;
 
 /// One of the six questions of the review of v6.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

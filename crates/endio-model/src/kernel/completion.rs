@@ -5,7 +5,7 @@ use super::scenario::{Context, KernelConfig, Protection, Scenario};
 use super::state::{BioState, Pending, State, bio_name};
 use super::step::{Blocked, Ctx, Delay, REDEFER, Tx};
 use crate::explore::Transition;
-use crate::report::Property;
+use crate::property::Property;
 
 impl Scenario {
     /// Queues `cpu`'s work (`mod_delayed_work_on()` or `queue_work_on()`).

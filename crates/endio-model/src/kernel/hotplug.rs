@@ -5,7 +5,7 @@ use super::scenario::{Context, Hotplug, Scenario};
 use super::state::{BioList, Pending, Phase, State, bio_name};
 use super::step::{Ctx, Delay, Tx};
 use crate::explore::Transition;
-use crate::report::Property;
+use crate::property::Property;
 
 impl Scenario {
     /// The hotplug target's steps.

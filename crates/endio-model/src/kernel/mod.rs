@@ -46,15 +46,14 @@ mod state;
 mod step;
 mod worker;
 
-#[cfg(test)]
-mod tests;
-
 use crate::explore::{System, Transition};
 
 pub(crate) use scenario::{
     BIOS_MAX, BioSpec, CPUS_MAX, Code, Context, Hotplug, KernelConfig, Protection, ReschedCheck,
     Rescuer, Scenario,
 };
+#[cfg(test)]
+pub(crate) use state::Pending;
 use state::{BioState, Cpu, Phase, Who, idle};
 pub(crate) use state::{State, names};
 pub(crate) use step::{CHECKPOINT, REDEFER, WORKER_HANDLER};

@@ -14,7 +14,7 @@
 //!   no successors (what happens after list corruption is undefined).
 
 use super::scenario::{BIOS_MAX, CPUS_MAX, Scenario};
-use crate::report::Property;
+use crate::property::Property;
 
 /// A sequence of bios, oldest first.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -128,7 +128,7 @@ pub(super) enum Who {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub(super) enum Pending {
+pub(crate) enum Pending {
     #[default]
     No,
     /// The delay timer is armed.
@@ -140,8 +140,8 @@ pub(super) enum Pending {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) struct Cpu {
     pub(crate) list: BioList,
-    pub(super) pending: Pending,
-    pub(super) disabled: bool,
+    pub(crate) pending: Pending,
+    pub(crate) disabled: bool,
     pub(super) running: Option<Who>,
     pub(super) worker: Exec,
 }

@@ -4,7 +4,7 @@
 use super::scenario::Context;
 use super::state::{State, Who};
 use crate::explore::Transition;
-use crate::report::Property;
+use crate::property::Property;
 
 /// Edge flag: the step deferred a bio that had been deferred before.
 pub(crate) const REDEFER: u8 = 1 << 0;

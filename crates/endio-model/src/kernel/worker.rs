@@ -5,7 +5,7 @@ use super::scenario::{Context, KernelConfig, Protection, ReschedCheck, Rescuer, 
 use super::state::{BioList, Exec, Pc, Pending, State, Who, bio_name, idle};
 use super::step::{Blocked, CHECKPOINT, Ctx, Delay, Tx, WORKER_HANDLER};
 use crate::explore::Transition;
-use crate::report::Property;
+use crate::property::Property;
 
 impl Scenario {
     /// The executor's run ends.

@@ -1,9 +1,11 @@
-//! Unit tests of the kernel model's steps.
+//! Unit tests of the kernel model's steps, walked on the scenarios the
+//! questions check (here, not in `kernel/`, so that `kernel` does not import
+//! `question`, which imports it).
 
-use super::state::Pending;
-use super::*;
-use crate::Config;
+use crate::config::Config;
 use crate::design::Design;
+use crate::explore::System;
+use crate::kernel::{Pending, Scenario, State};
 use crate::question::Question;
 
 /// Follows the transitions whose text starts with each of `steps`, from
