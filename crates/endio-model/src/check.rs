@@ -472,7 +472,12 @@ impl<'a> Analysis<'a> {
                 asked: false,
             };
         }
-        let count = |s: &State| s.execs().map(|e| e.since_check).max().unwrap_or(0);
+        let count = |s: &State| {
+            s.executor_states()
+                .map(|e| e.since_check)
+                .max()
+                .unwrap_or(0)
+        };
         let max = self.graph.states.iter().map(count).max().unwrap_or(0);
         let bound = Some(Bound::Finite(u32::from(max)));
         if max <= 1 {

@@ -278,7 +278,7 @@ impl Question {
         let code = design.code();
         let base = Scenario {
             code,
-            kconfig: KernelConfig::Default,
+            kernel_config: KernelConfig::Default,
             cpus,
             bios: vec![FLAGGED; bios],
             completion_cpus: all_cpus,
@@ -341,7 +341,7 @@ impl Question {
             }
             Question::Q3 => {
                 let rt = Scenario {
-                    kconfig: KernelConfig::PreemptRt,
+                    kernel_config: KernelConfig::PreemptRt,
                     contexts: vec![Context::HardIrq, Context::RawSpinlock, Context::Task],
                     ..base
                 };
@@ -353,7 +353,7 @@ impl Question {
                     ..rt.clone()
                 };
                 let default = Scenario {
-                    kconfig: KernelConfig::Default,
+                    kernel_config: KernelConfig::Default,
                     ..rt.clone()
                 };
                 vec![
@@ -415,12 +415,12 @@ impl Question {
             }
             Question::Q6 => {
                 let no_count = Scenario {
-                    kconfig: KernelConfig::NoPreemptCount,
+                    kernel_config: KernelConfig::NoPreemptCount,
                     bios: vec![PUNTS; bios],
                     ..base
                 };
                 let count = Scenario {
-                    kconfig: KernelConfig::Default,
+                    kernel_config: KernelConfig::Default,
                     ..no_count.clone()
                 };
                 vec![

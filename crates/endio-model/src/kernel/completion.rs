@@ -3,17 +3,17 @@
 
 use super::scenario::{Context, KernelConfig, Protection, Scenario};
 use super::state::{BioState, Pending, State, bio_name};
-use super::step::{Blocked, Ctx, Delay, REDEFER, Tx};
+use super::step::{Blocked, Caller, Delay, REDEFER, Step};
 use crate::explore::Transition;
 use crate::property::Property;
 
 impl Scenario {
     /// Queues `cpu`'s work (`mod_delayed_work_on()` or `queue_work_on()`).
-    pub(super) fn queue(&self, tx: &mut Tx, cpu: u8, delay: Delay) {
+    pub(super) fn queue(&self, step: &mut Step, cpu: u8, delay: Delay) {
         let call = || self.queue_call(cpu, delay);
-        let work = &mut tx.s.cpus[cpu as usize];
+        let work = &mut step.state.cpus[cpu as usize];
         if work.disabled {
-            tx.say(|| format!("{} fails: work disabled", call()));
+            step.say(|| format!("{} fails: work disabled", call()));
             return;
         }
         if self.code.delayed {
@@ -24,45 +24,48 @@ impl Scenario {
             } else {
                 Pending::Queued
             };
-            tx.say(|| format!("{} queues the work", call()));
+            step.say(|| format!("{} queues the work", call()));
         } else if work.pending != Pending::No {
-            tx.say(|| format!("{}: already pending", call()));
+            step.say(|| format!("{}: already pending", call()));
         } else {
             work.pending = Pending::Queued;
-            tx.say(|| format!("{} queues the work", call()));
+            step.say(|| format!("{} queues the work", call()));
         }
     }
 
-    /// `__bio_complete_in_task(bio)` in `ctx`: adds it to `ctx.cpu`'s list
+    /// `__bio_complete_in_task(bio)` in `caller`: adds it to `caller.cpu`'s list
     /// and queues the work if the list was empty.
-    pub(super) fn defer(&self, tx: &mut Tx, bio: u8, ctx: Ctx) -> Result<(), Blocked> {
-        let cpu = ctx.cpu;
+    pub(super) fn defer(&self, step: &mut Step, bio: u8, caller: Caller) -> Result<(), Blocked> {
+        let cpu = caller.cpu;
         let name = bio_name(bio);
-        if let Some(holder) = self.rt_lock_holder(&tx.s, cpu)
-            && Some(holder) != ctx.who
-            && ctx.kind.may_sleep()
+        if let Some(holder) = self.rt_lock_holder(&step.state, cpu)
+            && Some(holder) != caller.who
+            && caller.kind.may_sleep()
         {
             return Err(Blocked);
         }
         if self.code.protection == Protection::LocalLock
-            && self.kconfig == KernelConfig::PreemptRt
-            && !ctx.kind.may_sleep()
+            && self.kernel_config == KernelConfig::PreemptRt
+            && !caller.kind.may_sleep()
         {
-            tx.fault(Property::NoSleepInAtomic, || {
+            step.fault(Property::NoSleepInAtomic, || {
                 format!(
                     ", __bio_complete_in_task(): local_lock_irqsave() is spin_lock() of cpu{cpu}'s local \
                      lock on PREEMPT_RT, a spinlock_t (an rt_mutex, which sleeps when contended): a sleeping \
                      lock taken in {}, which must not sleep",
-                    ctx.kind.describe()
+                    caller.kind.describe()
                 )
             });
             return Ok(());
         }
-        if let Some(splicer) = self.splicer(&tx.s, cpu)
-            && Some(splicer) != ctx.who
+        if let Some(splicer) = self.splicer(&step.state, cpu)
+            && Some(splicer) != caller.who
         {
-            let (label, at) = (self.label(&tx.s, splicer), tx.s.exec(splicer).cpu);
-            tx.fault(Property::MutualExclusion, || {
+            let (label, at) = (
+                self.label(&step.state, splicer),
+                step.state.executor(splicer).cpu,
+            );
+            step.fault(Property::MutualExclusion, || {
                 format!(
                     ", deferred: {} on cpu{cpu}, {name} added to cpu{cpu} list while the {label} is between \
                      `list = batch->list` and `bio_list_init(&batch->list)` under {} of cpu{at}: two \
@@ -73,15 +76,15 @@ impl Scenario {
             });
             return Ok(());
         }
-        let list = &mut tx.s.cpus[cpu as usize].list;
+        let list = &mut step.state.cpus[cpu as usize].list;
         let was_empty = list.is_empty();
         list.push(bio);
-        let again = tx.s.bios[bio as usize].deferred_before;
-        tx.s.bios[bio as usize].deferred_before = true;
+        let again = step.state.bios[bio as usize].deferred_before;
+        step.state.bios[bio as usize].deferred_before = true;
         if again {
-            tx.flags |= REDEFER;
+            step.flags |= REDEFER;
         }
-        tx.say(|| {
+        step.say(|| {
             format!(
                 ", {}: added to cpu{cpu} list, {}",
                 if again { "deferred again" } else { "deferred" },
@@ -93,36 +96,43 @@ impl Scenario {
             )
         });
         if was_empty {
-            self.queue(tx, cpu, Delay::Jiffy);
+            self.queue(step, cpu, Delay::Jiffy);
         }
         Ok(())
     }
 
-    /// `bio->bi_end_io(bio)` in `ctx`.
-    pub(super) fn run_handler(&self, tx: &mut Tx, bio: u8, ctx: Ctx) -> Result<(), Blocked> {
+    /// `bio->bi_end_io(bio)` in `caller`.
+    pub(super) fn run_handler(
+        &self,
+        step: &mut Step,
+        bio: u8,
+        caller: Caller,
+    ) -> Result<(), Blocked> {
         if self.spec(bio).punts {
-            let atomic = self.in_atomic(ctx.kind);
+            let atomic = self.in_atomic(caller.kind);
             let why = || {
-                if self.kconfig == KernelConfig::NoPreemptCount && ctx.kind == Context::Task {
+                if self.kernel_config == KernelConfig::NoPreemptCount
+                    && caller.kind == Context::Task
+                {
                     " (!PREEMPT_COUNT: always)"
                 } else {
                     ""
                 }
             };
-            let defers = if self.code.reentry_guard && tx.s.bios[bio as usize].flagged {
-                tx.say(|| "; it calls bio_complete_in_task(): BIO_COMPLETE_IN_TASK set, returns false, the handler runs".to_owned());
+            let defers = if self.code.reentry_guard && step.state.bios[bio as usize].flagged {
+                step.say(|| "; it calls bio_complete_in_task(): BIO_COMPLETE_IN_TASK set, returns false, the handler runs".to_owned());
                 false
             } else if !atomic {
-                tx.say(|| {
+                step.say(|| {
                     "; it calls bio_complete_in_task(): bio_in_atomic() false, the handler runs"
                         .to_owned()
                 });
                 false
             } else {
                 if self.code.reentry_guard {
-                    tx.s.bios[bio as usize].flagged = true;
+                    step.state.bios[bio as usize].flagged = true;
                 }
-                tx.say(|| {
+                step.say(|| {
                     format!(
                         "; it calls bio_complete_in_task(): bio_in_atomic() true{}{}",
                         why(),
@@ -136,37 +146,37 @@ impl Scenario {
                 true
             };
             if defers {
-                return self.defer(tx, bio, ctx);
+                return self.defer(step, bio, caller);
             }
         }
-        let runs = &mut tx.s.bios[bio as usize].runs;
+        let runs = &mut step.state.bios[bio as usize].runs;
         *runs = runs.saturating_add(1);
         if *runs > 1 {
             let name = bio_name(bio);
-            tx.fault(Property::ExactlyOnce, || {
+            step.fault(Property::ExactlyOnce, || {
                 format!(": {name}'s handler runs a second time")
             });
         }
         Ok(())
     }
 
-    /// `bio_endio(bio)` in `ctx`.
-    pub(super) fn complete(&self, tx: &mut Tx, bio: u8, ctx: Ctx) -> Result<(), Blocked> {
+    /// `bio_endio(bio)` in `caller`.
+    pub(super) fn complete(&self, step: &mut Step, bio: u8, caller: Caller) -> Result<(), Blocked> {
         let name = bio_name(bio);
-        tx.s.bios[bio as usize].in_flight = false;
-        tx.say(|| {
+        step.state.bios[bio as usize].in_flight = false;
+        step.say(|| {
             format!(
                 "{}: bio {name} completes",
-                Self::ctx_label(ctx.kind, ctx.cpu)
+                Self::caller_label(caller.kind, caller.cpu)
             )
         });
-        if tx.s.bios[bio as usize].flagged && self.in_atomic(ctx.kind) {
-            self.defer(tx, bio, ctx)
+        if step.state.bios[bio as usize].flagged && self.in_atomic(caller.kind) {
+            self.defer(step, bio, caller)
         } else if self.spec(bio).handler {
-            tx.say(|| ", bi_end_io runs inline".to_owned());
-            self.run_handler(tx, bio, ctx)
+            step.say(|| ", bi_end_io runs inline".to_owned());
+            self.run_handler(step, bio, caller)
         } else {
-            tx.say(|| ", no bi_end_io: nothing to run".to_owned());
+            step.say(|| ", no bi_end_io: nothing to run".to_owned());
             Ok(())
         }
     }
@@ -185,12 +195,12 @@ impl Scenario {
                     continue;
                 }
                 for &kind in &self.contexts {
-                    let mut tx = Tx::new(s, narrate);
+                    let mut step = Step::new(s, narrate);
                     if self
                         .complete(
-                            &mut tx,
+                            &mut step,
                             bio,
-                            Ctx {
+                            Caller {
                                 kind,
                                 cpu,
                                 who: None,
@@ -198,7 +208,7 @@ impl Scenario {
                         )
                         .is_ok()
                     {
-                        tx.push(out);
+                        step.push(out);
                     }
                 }
             }
@@ -209,14 +219,14 @@ impl Scenario {
     pub(super) fn timers(&self, s: &State, narrate: bool, out: &mut Vec<Transition<State>>) {
         for cpu in self.cpu_ids() {
             if s.cpus[cpu as usize].pending == Pending::Timer {
-                let mut tx = Tx::new(s, narrate);
-                tx.s.cpus[cpu as usize].pending = Pending::Queued;
-                tx.say(|| {
+                let mut step = Step::new(s, narrate);
+                step.state.cpus[cpu as usize].pending = Pending::Queued;
+                step.say(|| {
                     format!(
                         "cpu{cpu}: the 1-jiffy timer expires, the work is queued on cpu{cpu}'s pool"
                     )
                 });
-                tx.push(out);
+                step.push(out);
             }
         }
     }
@@ -232,15 +242,15 @@ impl Scenario {
             if b.in_flight || s.queued(bio) || (spec.handler && b.runs != 1) {
                 continue;
             }
-            let mut tx = Tx::new(s, narrate);
-            tx.s.bios[bio as usize] = BioState {
+            let mut step = Step::new(s, narrate);
+            step.state.bios[bio as usize] = BioState {
                 in_flight: true,
                 flagged: spec.flagged,
                 deferred_before: false,
                 runs: 0,
             };
-            tx.say(|| format!("bio {} is submitted again", bio_name(bio)));
-            tx.push(out);
+            step.say(|| format!("bio {} is submitted again", bio_name(bio)));
+            step.push(out);
         }
     }
 }

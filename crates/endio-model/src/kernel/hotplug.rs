@@ -2,8 +2,8 @@
 //! offline and the dead callback, bring-up.
 
 use super::scenario::{Context, Hotplug, Scenario};
-use super::state::{BioList, Pending, Phase, State, bio_name};
-use super::step::{Ctx, Delay, Tx};
+use super::state::{BioList, HotplugPhase, Pending, State, bio_name};
+use super::step::{Caller, Delay, Step};
 use crate::explore::Transition;
 use crate::property::Property;
 
@@ -18,24 +18,24 @@ impl Scenario {
         else {
             return;
         };
-        let t = cpu as usize;
-        let mut tx = Tx::new(s, narrate);
+        let target = cpu as usize;
+        let mut step = Step::new(s, narrate);
         match s.phase {
-            Phase::Up => {
+            HotplugPhase::Up => {
                 if !self.can_run(s, cpu, None) {
                     return;
                 }
-                let work = &mut tx.s.cpus[t];
+                let work = &mut step.state.cpus[target];
                 work.disabled = true;
                 let canceled = work.pending != Pending::No;
                 work.pending = Pending::No;
                 let running = work.running.is_some();
-                tx.s.phase = if running {
-                    Phase::DownPrepWaiting
+                step.state.phase = if running {
+                    HotplugPhase::DownPrepWaiting
                 } else {
-                    Phase::DownPrepped
+                    HotplugPhase::DownPrepped
                 };
-                tx.say(|| {
+                step.say(|| {
                     format!(
                         "cpu{cpu} down_prep: {} disables the work{}{}",
                         self.disable_call(),
@@ -51,27 +51,27 @@ impl Scenario {
                         }
                     )
                 });
-                tx.push(out);
+                step.push(out);
             }
-            Phase::DownPrepWaiting => {
-                if s.cpus[t].running.is_some() || !self.can_run(s, cpu, None) {
+            HotplugPhase::DownPrepWaiting => {
+                if s.cpus[target].running.is_some() || !self.can_run(s, cpu, None) {
                     return;
                 }
-                tx.s.phase = Phase::DownPrepped;
-                tx.say(|| {
+                step.state.phase = HotplugPhase::DownPrepped;
+                step.say(|| {
                     format!(
                         "cpu{cpu} down_prep: the running instance returned, {} returns",
                         self.disable_call()
                     )
                 });
-                tx.push(out);
+                step.push(out);
             }
-            Phase::DownPrepped => {
+            HotplugPhase::DownPrepped => {
                 if rollback && self.can_run(s, cpu, None) {
-                    let mut rollback = Tx::new(s, narrate);
-                    rollback.s.cpus[t].disabled = false;
+                    let mut rollback = Step::new(s, narrate);
+                    rollback.state.cpus[target].disabled = false;
                     if self.code.requeue_on_online {
-                        rollback.s.phase = Phase::OnlineEnabled;
+                        rollback.state.phase = HotplugPhase::OnlineEnabled;
                         rollback.say(|| {
                             format!(
                                 "rollback: cpu{cpu} online: {} re-enables the work",
@@ -79,8 +79,8 @@ impl Scenario {
                             )
                         });
                     } else {
-                        rollback.s.phase = Phase::Up;
-                        let empty = s.cpus[t].list.is_empty();
+                        rollback.state.phase = HotplugPhase::Up;
+                        let empty = s.cpus[target].list.is_empty();
                         rollback.say(|| {
                             format!(
                                 "rollback: cpu{cpu} online re-enables the work, {}",
@@ -94,31 +94,31 @@ impl Scenario {
                     }
                     rollback.push(out);
                 }
-                tx.s.phase = Phase::Offline;
-                tx.say(|| format!("cpu{cpu} offline: no more interrupts on cpu{cpu}"));
-                tx.push(out);
+                step.state.phase = HotplugPhase::Offline;
+                step.say(|| format!("cpu{cpu} offline: no more interrupts on cpu{cpu}"));
+                step.push(out);
             }
-            Phase::OnlineEnabled => {
+            HotplugPhase::OnlineEnabled => {
                 if !self.can_run(s, cpu, None) {
                     return;
                 }
-                tx.s.phase = Phase::Up;
-                if s.cpus[t].list.is_empty() {
-                    tx.say(|| format!("cpu{cpu} online: list empty, nothing to requeue"));
+                step.state.phase = HotplugPhase::Up;
+                if s.cpus[target].list.is_empty() {
+                    step.say(|| format!("cpu{cpu} online: list empty, nothing to requeue"));
                 } else {
-                    tx.say(|| format!("cpu{cpu} online: list not empty, requeue: "));
-                    self.queue(&mut tx, cpu, Delay::Now);
+                    step.say(|| format!("cpu{cpu} online: list not empty, requeue: "));
+                    self.queue(&mut step, cpu, Delay::Now);
                 }
-                tx.push(out);
+                step.push(out);
             }
-            Phase::Offline => {
+            HotplugPhase::Offline => {
                 if !self.can_run(s, control, None) {
                     return;
                 }
-                let list = tx.s.cpus[t].list;
-                tx.s.cpus[t].list = BioList::default();
-                tx.s.phase = Phase::Dead;
-                tx.say(|| {
+                let list = step.state.cpus[target].list;
+                step.state.cpus[target].list = BioList::default();
+                step.state.phase = HotplugPhase::Dead;
+                step.say(|| {
                     format!(
                         "cpu{cpu} dead (hotplug thread on cpu{control}): drains cpu{cpu} list: {}",
                         list.names()
@@ -126,51 +126,51 @@ impl Scenario {
                 });
                 if let Some(other) = self.splicer(s, cpu) {
                     let label = self.label(s, other);
-                    tx.fault(Property::MutualExclusion, || {
+                    step.fault(Property::MutualExclusion, || {
                         format!(", while the {label} is taking it")
                     });
-                    tx.push(out);
+                    step.push(out);
                     return;
                 }
                 for bio in list.iter() {
                     let name = bio_name(bio);
-                    tx.say(|| format!("; runs {name}'s bi_end_io"));
+                    step.say(|| format!("; runs {name}'s bi_end_io"));
                     if !self.spec(bio).handler {
-                        tx.fault(Property::HandlerPresent, || {
+                        step.fault(Property::HandlerPresent, || {
                             format!(
                                 ": {name} has no bi_end_io, bio->bi_end_io(bio) dereferences NULL"
                             )
                         });
                         break;
                     }
-                    let ctx = Ctx {
+                    let caller = Caller {
                         kind: Context::Task,
                         cpu: control,
                         who: None,
                     };
-                    if self.run_handler(&mut tx, bio, ctx).is_err() {
+                    if self.run_handler(&mut step, bio, caller).is_err() {
                         return;
                     }
-                    if tx.s.fault.is_some() {
+                    if step.state.fault.is_some() {
                         break;
                     }
                 }
-                tx.push(out);
+                step.push(out);
             }
-            Phase::Dead => {
-                tx.s.cpus[t].disabled = false;
-                tx.s.phase = if self.code.requeue_on_online {
-                    Phase::OnlineEnabled
+            HotplugPhase::Dead => {
+                step.state.cpus[target].disabled = false;
+                step.state.phase = if self.code.requeue_on_online {
+                    HotplugPhase::OnlineEnabled
                 } else {
-                    Phase::Up
+                    HotplugPhase::Up
                 };
-                tx.say(|| {
+                step.say(|| {
                     format!(
                         "cpu{cpu} online (bring-up): {} enables the work",
                         self.enable_call()
                     )
                 });
-                tx.push(out);
+                step.push(out);
             }
         }
     }

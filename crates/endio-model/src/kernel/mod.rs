@@ -54,7 +54,7 @@ pub(crate) use scenario::{
 };
 #[cfg(test)]
 pub(crate) use state::Pending;
-use state::{BioState, Cpu, Phase, Who, idle};
+use state::{BioState, Cpu, Executor, HotplugPhase, idle};
 pub(crate) use state::{State, names};
 pub(crate) use step::{CHECKPOINT, REDEFER, WORKER_HANDLER};
 
@@ -65,8 +65,8 @@ impl System for Scenario {
         let mut s = State {
             bios: [BioState::default(); BIOS_MAX],
             cpus: [Cpu::default(); CPUS_MAX],
-            rescuer: idle(Who::Rescuer),
-            phase: Phase::Up,
+            rescuer: idle(Executor::Rescuer),
+            phase: HotplugPhase::Up,
             fault: None,
         };
         for (b, spec) in self.bios.iter().enumerate() {
@@ -78,7 +78,7 @@ impl System for Scenario {
             };
         }
         for c in self.cpu_ids() {
-            s.cpus[c as usize].worker = idle(Who::Worker(c));
+            s.cpus[c as usize].worker = idle(Executor::Worker(c));
         }
         s
     }
@@ -92,7 +92,7 @@ impl System for Scenario {
         self.hotplug_steps(s, narrate, out);
         self.completions(s, narrate, out);
         self.timers(s, narrate, out);
-        self.exec_steps(s, narrate, out);
+        self.executor_steps(s, narrate, out);
         self.resubmits(s, narrate, out);
     }
 }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::scenario::{
     BioSpec, Context, KernelConfig, Protection, ReschedCheck, Rescuer, Scenario,
 };
-use super::state::{State, Who, names};
+use super::state::{Executor, State, names};
 use super::step::Delay;
 
 impl KernelConfig {
@@ -30,14 +30,14 @@ impl Context {
 }
 
 impl Scenario {
-    pub(super) fn label(&self, s: &State, who: Who) -> String {
+    pub(super) fn label(&self, s: &State, who: Executor) -> String {
         match who {
-            Who::Worker(c) => format!("cpu{c} kworker"),
-            Who::Rescuer => format!("rescuer on cpu{}", s.rescuer.cpu),
+            Executor::Worker(c) => format!("cpu{c} kworker"),
+            Executor::Rescuer => format!("rescuer on cpu{}", s.rescuer.cpu),
         }
     }
 
-    pub(super) fn ctx_label(kind: Context, cpu: u8) -> String {
+    pub(super) fn caller_label(kind: Context, cpu: u8) -> String {
         match kind {
             Context::HardIrq => format!("cpu{cpu} irq"),
             Context::RawSpinlock => format!("cpu{cpu} task under raw_spin_lock()"),
@@ -89,7 +89,7 @@ impl Scenario {
     pub(crate) fn describe(&self) -> String {
         let mut out = format!(
             "{}; {} CPU{}; ",
-            self.kconfig.describe(),
+            self.kernel_config.describe(),
             self.cpus,
             if self.cpus == 1 { "" } else { "s" }
         );

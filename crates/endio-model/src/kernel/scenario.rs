@@ -111,7 +111,7 @@ pub(crate) struct Hotplug {
 #[derive(Clone, Debug)]
 pub(crate) struct Scenario {
     pub(crate) code: Code,
-    pub(crate) kconfig: KernelConfig,
+    pub(crate) kernel_config: KernelConfig,
     pub(crate) cpus: usize,
     pub(crate) bios: Vec<BioSpec>,
     /// Bit `c` set: bios may complete on CPU `c`.
@@ -148,13 +148,13 @@ impl Scenario {
 
     /// `bio_in_atomic()` in `kind`.
     pub(super) fn in_atomic(&self, kind: Context) -> bool {
-        self.kconfig == KernelConfig::NoPreemptCount || kind != Context::Task
+        self.kernel_config == KernelConfig::NoPreemptCount || kind != Context::Task
     }
 
     /// Whether the executors' protection turns interrupts off on their CPU.
     pub(super) fn masks_irqs(&self) -> bool {
         match self.code.protection {
-            Protection::LocalLock => self.kconfig != KernelConfig::PreemptRt,
+            Protection::LocalLock => self.kernel_config != KernelConfig::PreemptRt,
             Protection::LocalIrqSave => true,
             Protection::Llist => false,
         }

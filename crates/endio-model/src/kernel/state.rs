@@ -92,7 +92,7 @@ pub(crate) struct BioState {
 
 /// Where an executor is in `bio_complete_work_fn()`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub(super) enum Pc {
+pub(super) enum WorkFnStep {
     /// Not running the work.
     #[default]
     Idle,
@@ -109,8 +109,8 @@ pub(super) enum Pc {
 
 /// A kworker or the rescuer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub(crate) struct Exec {
-    pub(super) pc: Pc,
+pub(crate) struct ExecutorState {
+    pub(super) at: WorkFnStep,
     /// The CPU it runs on.
     pub(super) cpu: u8,
     /// Whose work item it runs.
@@ -122,7 +122,7 @@ pub(crate) struct Exec {
 
 /// An executor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(super) enum Who {
+pub(super) enum Executor {
     Worker(u8),
     Rescuer,
 }
@@ -142,13 +142,13 @@ pub(crate) struct Cpu {
     pub(crate) list: BioList,
     pub(crate) pending: Pending,
     pub(crate) disabled: bool,
-    pub(super) running: Option<Who>,
-    pub(super) worker: Exec,
+    pub(super) running: Option<Executor>,
+    pub(super) worker: ExecutorState,
 }
 
 /// The hotplug target's phase.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub(super) enum Phase {
+pub(super) enum HotplugPhase {
     #[default]
     Up,
     /// down_prep disabled the work and waits for the running instance.
@@ -168,48 +168,48 @@ pub(super) enum Phase {
 pub(crate) struct State {
     pub(crate) bios: [BioState; BIOS_MAX],
     pub(crate) cpus: [Cpu; CPUS_MAX],
-    pub(super) rescuer: Exec,
-    pub(super) phase: Phase,
+    pub(super) rescuer: ExecutorState,
+    pub(super) phase: HotplugPhase,
     /// The safety property the step into this state broke.
     pub(crate) fault: Option<Property>,
 }
 
 impl State {
-    pub(super) fn exec(&self, who: Who) -> &Exec {
+    pub(super) fn executor(&self, who: Executor) -> &ExecutorState {
         match who {
-            Who::Worker(c) => &self.cpus[c as usize].worker,
-            Who::Rescuer => &self.rescuer,
+            Executor::Worker(c) => &self.cpus[c as usize].worker,
+            Executor::Rescuer => &self.rescuer,
         }
     }
 
-    pub(super) fn exec_mut(&mut self, who: Who) -> &mut Exec {
+    pub(super) fn executor_mut(&mut self, who: Executor) -> &mut ExecutorState {
         match who {
-            Who::Worker(c) => &mut self.cpus[c as usize].worker,
-            Who::Rescuer => &mut self.rescuer,
+            Executor::Worker(c) => &mut self.cpus[c as usize].worker,
+            Executor::Rescuer => &mut self.rescuer,
         }
     }
 
     /// Every executor's state.
-    pub(crate) fn execs(&self) -> impl Iterator<Item = &Exec> {
+    pub(crate) fn executor_states(&self) -> impl Iterator<Item = &ExecutorState> {
         self.cpus.iter().map(|c| &c.worker).chain([&self.rescuer])
     }
 
     /// Whether `bio` is on a list or in an executor's batch.
     pub(crate) fn queued(&self, bio: u8) -> bool {
         self.cpus.iter().any(|c| c.list.contains(bio))
-            || self.execs().any(|e| e.batch.contains(bio))
+            || self.executor_states().any(|e| e.batch.contains(bio))
     }
 }
 
 /// An idle executor, normalised so that idle states compare equal.
-pub(super) fn idle(who: Who) -> Exec {
+pub(super) fn idle(who: Executor) -> ExecutorState {
     match who {
-        Who::Worker(c) => Exec {
+        Executor::Worker(c) => ExecutorState {
             cpu: c,
             work: c,
-            ..Exec::default()
+            ..ExecutorState::default()
         },
-        Who::Rescuer => Exec::default(),
+        Executor::Rescuer => ExecutorState::default(),
     }
 }
 
@@ -220,11 +220,11 @@ impl Scenario {
     pub(crate) fn quiescent(&self, s: &State) -> bool {
         s.fault.is_none()
             && s.bios[..self.bios.len()].iter().all(|b| !b.in_flight)
-            && s.execs().all(|e| e.pc == Pc::Idle)
+            && s.executor_states().all(|e| e.at == WorkFnStep::Idle)
             && s.cpus
                 .iter()
                 .all(|c| c.pending == Pending::No && c.running.is_none())
-            && matches!(s.phase, Phase::Up | Phase::Dead)
+            && matches!(s.phase, HotplugPhase::Up | HotplugPhase::Dead)
     }
 
     /// The bios with a handler that has not run exactly once.

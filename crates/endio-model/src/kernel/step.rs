@@ -2,7 +2,7 @@
 //! narration.
 
 use super::scenario::Context;
-use super::state::{State, Who};
+use super::state::{Executor, State};
 use crate::explore::Transition;
 use crate::property::Property;
 
@@ -20,23 +20,23 @@ pub(super) struct Blocked;
 
 /// A completion context: what runs, on which CPU, as which executor.
 #[derive(Clone, Copy)]
-pub(super) struct Ctx {
+pub(super) struct Caller {
     pub(super) kind: Context,
     pub(super) cpu: u8,
-    pub(super) who: Option<Who>,
+    pub(super) who: Option<Executor>,
 }
 
 /// A transition being built.
-pub(super) struct Tx {
-    pub(super) s: State,
+pub(super) struct Step {
+    pub(super) state: State,
     pub(super) flags: u8,
     pub(super) text: Option<String>,
 }
 
-impl Tx {
-    pub(super) fn new(s: &State, narrate: bool) -> Tx {
-        Tx {
-            s: s.clone(),
+impl Step {
+    pub(super) fn new(s: &State, narrate: bool) -> Step {
+        Step {
+            state: s.clone(),
             flags: 0,
             text: narrate.then(String::new),
         }
@@ -50,13 +50,13 @@ impl Tx {
     }
 
     pub(super) fn fault(&mut self, property: Property, part: impl FnOnce() -> String) {
-        self.s.fault = Some(property);
+        self.state.fault = Some(property);
         self.say(part);
     }
 
     pub(super) fn push(self, out: &mut Vec<Transition<State>>) {
         out.push(Transition {
-            target: self.s,
+            target: self.state,
             flags: self.flags,
             text: self.text.unwrap_or_default(),
         });

@@ -2,39 +2,39 @@
 //! list, running the handlers, the `need_resched()` check.
 
 use super::scenario::{Context, KernelConfig, Protection, ReschedCheck, Rescuer, Scenario};
-use super::state::{BioList, Exec, Pc, Pending, State, Who, bio_name, idle};
-use super::step::{Blocked, CHECKPOINT, Ctx, Delay, Tx, WORKER_HANDLER};
+use super::state::{BioList, Executor, ExecutorState, Pending, State, WorkFnStep, bio_name, idle};
+use super::step::{Blocked, CHECKPOINT, Caller, Delay, Step, WORKER_HANDLER};
 use crate::explore::Transition;
 use crate::property::Property;
 
 impl Scenario {
     /// The executor's run ends.
-    pub(super) fn finish_run(tx: &mut Tx, who: Who) {
-        tx.flags |= CHECKPOINT;
-        let work = tx.s.exec(who).work;
-        tx.s.cpus[work as usize].running = None;
-        *tx.s.exec_mut(who) = idle(who);
+    pub(super) fn finish_run(step: &mut Step, who: Executor) {
+        step.flags |= CHECKPOINT;
+        let work = step.state.executor(who).work;
+        step.state.cpus[work as usize].running = None;
+        *step.state.executor_mut(who) = idle(who);
     }
 
     /// After taking the list: run its bios, or return if it was empty.
-    pub(super) fn after_take(tx: &mut Tx, who: Who) {
-        if tx.s.exec(who).batch.is_empty() {
-            tx.say(|| ", returns".to_owned());
-            Self::finish_run(tx, who);
+    pub(super) fn after_take(step: &mut Step, who: Executor) {
+        if step.state.executor(who).batch.is_empty() {
+            step.say(|| ", returns".to_owned());
+            Self::finish_run(step, who);
         } else {
-            tx.s.exec_mut(who).pc = Pc::Handlers;
+            step.state.executor_mut(who).at = WorkFnStep::Handlers;
         }
     }
 
     /// The top of the loop in `bio_complete_work_fn()`: take the list.
-    pub(super) fn take_list(&self, tx: &mut Tx, who: Who) -> Result<(), Blocked> {
-        let e = *tx.s.exec(who);
+    pub(super) fn take_list(&self, step: &mut Step, who: Executor) -> Result<(), Blocked> {
+        let e = *step.state.executor(who);
         let (cpu, work) = (e.cpu, e.work);
-        let list = tx.s.cpus[work as usize].list;
+        let list = step.state.cpus[work as usize].list;
         if self.code.protection == Protection::Llist || !self.split_list_take {
-            tx.s.cpus[work as usize].list = BioList::default();
-            tx.s.exec_mut(who).batch = list;
-            tx.say(|| {
+            step.state.cpus[work as usize].list = BioList::default();
+            step.state.executor_mut(who).batch = list;
+            step.say(|| {
                 let how = if self.code.protection == Protection::Llist {
                     "llist_del_all() "
                 } else {
@@ -42,30 +42,30 @@ impl Scenario {
                 };
                 format!("{how}takes cpu{work} list: {}", list.names())
             });
-            Self::after_take(tx, who);
+            Self::after_take(step, who);
             return Ok(());
         }
-        if let Some(holder) = self.rt_lock_holder(&tx.s, cpu)
+        if let Some(holder) = self.rt_lock_holder(&step.state, cpu)
             && holder != who
         {
             return Err(Blocked);
         }
-        if let Some(other) = self.splicer(&tx.s, work)
+        if let Some(other) = self.splicer(&step.state, work)
             && other != who
         {
-            let label = self.label(&tx.s, other);
-            tx.fault(Property::MutualExclusion, || {
+            let label = self.label(&step.state, other);
+            step.fault(Property::MutualExclusion, || {
                 format!(
                     ": cpu{work}'s list is being taken by the {label} too, without mutual exclusion"
                 )
             });
             return Ok(());
         }
-        let exec = tx.s.exec_mut(who);
-        exec.batch = list;
-        exec.pc = Pc::Splicing;
-        tx.say(|| {
-            let effect = match (self.code.protection, self.kconfig) {
+        let executor = step.state.executor_mut(who);
+        executor.batch = list;
+        executor.at = WorkFnStep::Splicing;
+        step.say(|| {
+            let effect = match (self.code.protection, self.kernel_config) {
                 (Protection::LocalLock, KernelConfig::PreemptRt) => {
                     format!("spin_lock() of cpu{cpu}'s local lock")
                 }
@@ -82,10 +82,15 @@ impl Scenario {
     }
 
     /// The executors' steps.
-    pub(super) fn exec_steps(&self, s: &State, narrate: bool, out: &mut Vec<Transition<State>>) {
+    pub(super) fn executor_steps(
+        &self,
+        s: &State,
+        narrate: bool,
+        out: &mut Vec<Transition<State>>,
+    ) {
         for who in self.executors() {
-            let e = *s.exec(who);
-            if e.pc == Pc::Idle {
+            let e = *s.executor(who);
+            if e.at == WorkFnStep::Idle {
                 self.starts(s, who, narrate, out);
                 continue;
             }
@@ -93,70 +98,70 @@ impl Scenario {
                 continue;
             }
             let label = || self.label(s, who);
-            match e.pc {
-                Pc::Idle => {}
-                Pc::Splicing => {
-                    let mut tx = Tx::new(s, narrate);
-                    tx.s.cpus[e.work as usize].list = BioList::default();
-                    tx.say(|| format!("{}: bio_list_init(&batch->list); unlock", label()));
-                    Self::after_take(&mut tx, who);
-                    tx.push(out);
+            match e.at {
+                WorkFnStep::Idle => {}
+                WorkFnStep::Splicing => {
+                    let mut step = Step::new(s, narrate);
+                    step.state.cpus[e.work as usize].list = BioList::default();
+                    step.say(|| format!("{}: bio_list_init(&batch->list); unlock", label()));
+                    Self::after_take(&mut step, who);
+                    step.push(out);
                 }
-                Pc::Handlers => {
-                    let mut tx = Tx::new(s, narrate);
-                    let exec = tx.s.exec_mut(who);
-                    let bio = exec
+                WorkFnStep::Handlers => {
+                    let mut step = Step::new(s, narrate);
+                    let executor = step.state.executor_mut(who);
+                    let bio = executor
                         .batch
                         .pop_front()
                         .expect("a running batch is not empty");
-                    exec.since_check = exec
+                    executor.since_check = executor
                         .since_check
                         .saturating_add(1)
                         .min(self.since_check_cap());
-                    tx.flags |= WORKER_HANDLER;
+                    step.flags |= WORKER_HANDLER;
                     let name = bio_name(bio);
-                    tx.say(|| format!("{}: runs bio {name}'s bi_end_io", label()));
+                    step.say(|| format!("{}: runs bio {name}'s bi_end_io", label()));
                     if !self.spec(bio).handler {
-                        tx.fault(Property::HandlerPresent, || {
+                        step.fault(Property::HandlerPresent, || {
                             format!(
                                 ": {name} has no bi_end_io, bio->bi_end_io(bio) dereferences NULL"
                             )
                         });
-                        tx.push(out);
+                        step.push(out);
                         continue;
                     }
-                    let ctx = Ctx {
+                    let caller = Caller {
                         kind: Context::Task,
                         cpu: e.cpu,
                         who: Some(who),
                     };
-                    if self.run_handler(&mut tx, bio, ctx).is_err() {
+                    if self.run_handler(&mut step, bio, caller).is_err() {
                         continue;
                     }
-                    let exec = tx.s.exec_mut(who);
-                    exec.pc = if self.code.resched == ReschedCheck::PerHandler {
-                        Pc::CondResched
-                    } else if exec.batch.is_empty() {
-                        Pc::AfterBatch
+                    let executor = step.state.executor_mut(who);
+                    executor.at = if self.code.resched == ReschedCheck::PerHandler {
+                        WorkFnStep::CondResched
+                    } else if executor.batch.is_empty() {
+                        WorkFnStep::AfterBatch
                     } else {
-                        Pc::Handlers
+                        WorkFnStep::Handlers
                     };
-                    tx.push(out);
+                    step.push(out);
                 }
-                Pc::CondResched => {
-                    let mut tx = Tx::new(s, narrate);
-                    tx.flags |= CHECKPOINT;
-                    let exec = tx.s.exec_mut(who);
-                    exec.since_check = 0;
-                    exec.pc = if exec.batch.is_empty() {
-                        Pc::AfterBatch
+                WorkFnStep::CondResched => {
+                    let mut step = Step::new(s, narrate);
+                    step.flags |= CHECKPOINT;
+                    let executor = step.state.executor_mut(who);
+                    executor.since_check = 0;
+                    executor.at = if executor.batch.is_empty() {
+                        WorkFnStep::AfterBatch
                     } else {
-                        Pc::Handlers
+                        WorkFnStep::Handlers
                     };
-                    tx.say(|| format!("{}: cond_resched()", label()));
-                    tx.push(out);
+                    step.say(|| format!("{}: cond_resched()", label()));
+                    step.push(out);
                 }
-                Pc::AfterBatch => self.after_batch(s, who, narrate, out),
+                WorkFnStep::AfterBatch => self.after_batch(s, who, narrate, out),
             }
         }
     }
@@ -165,47 +170,47 @@ impl Scenario {
     pub(super) fn after_batch(
         &self,
         s: &State,
-        who: Who,
+        who: Executor,
         narrate: bool,
         out: &mut Vec<Transition<State>>,
     ) {
         let label = || self.label(s, who);
         if self.code.resched == ReschedCheck::None {
-            let mut tx = Tx::new(s, narrate);
-            tx.say(|| format!("{}: loops, ", label()));
-            if self.take_list(&mut tx, who).is_ok() {
-                tx.push(out);
+            let mut step = Step::new(s, narrate);
+            step.say(|| format!("{}: loops, ", label()));
+            if self.take_list(&mut step, who).is_ok() {
+                step.push(out);
             }
             return;
         }
-        let mut tx = Tx::new(s, narrate);
-        tx.flags |= CHECKPOINT;
-        tx.s.exec_mut(who).since_check = 0;
-        tx.say(|| format!("{}: need_resched() false, loops, ", label()));
-        if self.take_list(&mut tx, who).is_ok() {
-            tx.push(out);
+        let mut step = Step::new(s, narrate);
+        step.flags |= CHECKPOINT;
+        step.state.executor_mut(who).since_check = 0;
+        step.say(|| format!("{}: need_resched() false, loops, ", label()));
+        if self.take_list(&mut step, who).is_ok() {
+            step.push(out);
         }
 
-        let mut tx = Tx::new(s, narrate);
-        tx.s.exec_mut(who).since_check = 0;
-        let work = s.exec(who).work;
-        tx.say(|| format!("{}: need_resched() true, ", label()));
+        let mut step = Step::new(s, narrate);
+        step.state.executor_mut(who).since_check = 0;
+        let work = s.executor(who).work;
+        step.say(|| format!("{}: need_resched() true, ", label()));
         if s.cpus[work as usize].list.is_empty() {
-            tx.say(|| "list empty".to_owned());
+            step.say(|| "list empty".to_owned());
         } else {
-            tx.say(|| "list not empty, requeue: ".to_owned());
-            self.queue(&mut tx, work, Delay::Now);
+            step.say(|| "list not empty, requeue: ".to_owned());
+            self.queue(&mut step, work, Delay::Now);
         }
-        tx.say(|| ", returns".to_owned());
-        Self::finish_run(&mut tx, who);
-        tx.push(out);
+        step.say(|| ", returns".to_owned());
+        Self::finish_run(&mut step, who);
+        step.push(out);
     }
 
     /// An idle executor starts running a queued work item.
     pub(super) fn starts(
         &self,
         s: &State,
-        who: Who,
+        who: Executor,
         narrate: bool,
         out: &mut Vec<Transition<State>>,
     ) {
@@ -215,29 +220,29 @@ impl Scenario {
                 continue;
             }
             let places: Vec<u8> = match (who, self.rescuer) {
-                (Who::Worker(c), _) if c == work => vec![c],
-                (Who::Worker(_), _) => continue,
-                (Who::Rescuer, Some(Rescuer::PoolCpu)) => vec![work],
-                (Who::Rescuer, _) => self.cpu_ids().filter(|&c| self.active(s, c)).collect(),
+                (Executor::Worker(c), _) if c == work => vec![c],
+                (Executor::Worker(_), _) => continue,
+                (Executor::Rescuer, Some(Rescuer::PoolCpu)) => vec![work],
+                (Executor::Rescuer, _) => self.cpu_ids().filter(|&c| self.active(s, c)).collect(),
             };
             for cpu in places {
                 if !self.active(s, cpu) || !self.can_run(s, cpu, None) {
                     continue;
                 }
-                let mut tx = Tx::new(s, narrate);
-                tx.flags |= CHECKPOINT;
-                tx.s.cpus[work as usize].pending = Pending::No;
-                tx.s.cpus[work as usize].running = Some(who);
-                *tx.s.exec_mut(who) = Exec {
-                    pc: Pc::Handlers,
+                let mut step = Step::new(s, narrate);
+                step.flags |= CHECKPOINT;
+                step.state.cpus[work as usize].pending = Pending::No;
+                step.state.cpus[work as usize].running = Some(who);
+                *step.state.executor_mut(who) = ExecutorState {
+                    at: WorkFnStep::Handlers,
                     cpu,
                     work,
                     batch: BioList::default(),
                     since_check: 0,
                 };
-                tx.say(|| match who {
-                    Who::Worker(_) => format!("cpu{cpu} kworker: bio_complete_work_fn() "),
-                    Who::Rescuer => {
+                step.say(|| match who {
+                    Executor::Worker(_) => format!("cpu{cpu} kworker: bio_complete_work_fn() "),
+                    Executor::Rescuer => {
                         let how = if self.rescuer == Some(Rescuer::PoolCpu) {
                             "bound to the pool's CPU"
                         } else {
@@ -246,8 +251,8 @@ impl Scenario {
                         format!("rescuer on cpu{cpu} ({how}) answers cpu{work} pool's mayday: bio_complete_work_fn() ")
                     }
                 });
-                if self.take_list(&mut tx, who).is_ok() {
-                    tx.push(out);
+                if self.take_list(&mut step, who).is_ok() {
+                    step.push(out);
                 }
             }
         }
