@@ -45,7 +45,7 @@ pub(crate) fn run(spec: &CaseSpec, config: &Config) -> Case {
     }
     // Any other property found violated is reported too: nothing is hidden
     // because a question was about something else. The handler count is
-    // only meaningful where bios keep coming (Q2).
+    // only meaningful where bios keep coming (the run budget's models).
     for property in Property::ALL {
         if spec.properties.contains(&property) || property == Property::BoundedHandlerRun {
             continue;
@@ -617,13 +617,15 @@ mod tests {
     use crate::kernel::BioSpec;
     use crate::question::Question;
 
-    /// Q1's "holds" is not vacuous: break the submitters' convention (flag a
-    /// bio that has no bi_end_io) and the model finds the NULL dereference,
-    /// in the worker and in the dead callback.
+    /// "Handler mandatory" holding is not vacuous: break the submitters'
+    /// convention (flag a bio that has no bi_end_io) and the model finds the
+    /// NULL dereference, in the worker and in the dead callback.
     #[test]
     fn a_flagged_bio_without_handler_is_found() {
         for design in Design::ALL {
-            let mut spec = Question::Q1.cases(design, &Config::default()).remove(0);
+            let mut spec = Question::HandlerMandatory
+                .cases(design, &Config::default())
+                .remove(0);
             spec.scenario.bios[1] = BioSpec {
                 flagged: true,
                 handler: false,

@@ -27,16 +27,17 @@ fn scenario(question: Question, design: Design, config: &Config) -> Scenario {
     question.cases(design, config).remove(0).scenario
 }
 
-/// Q4, wider than the review: a bio deferred *before* down_prep is
-/// stranded too, because disable_delayed_work_sync() cancels the pending
-/// work and the rollback does not queue it again.
+/// Nothing stranded after a rollback, wider than the review asked: a bio
+/// deferred *before* down_prep is stranded too, because
+/// disable_delayed_work_sync() cancels the pending work and the rollback
+/// does not queue it again.
 #[test]
 fn v6_strands_a_bio_deferred_before_down_prep() {
     let config = Config {
         bios: Some(1),
         ..Config::default()
     };
-    let v6 = scenario(Question::Q4, Design::V6, &config);
+    let v6 = scenario(Question::NoStrandedAfterRollback, Design::V6, &config);
     let s = walk(
         &v6,
         &["cpu1 irq: bio A", "cpu1 down_prep", "rollback: cpu1 online"],
@@ -44,7 +45,7 @@ fn v6_strands_a_bio_deferred_before_down_prep() {
     assert!(v6.quiescent(&s));
     assert!(!s.cpus[1].list.is_empty());
 
-    let fixed = scenario(Question::Q4, Design::V6Fixed, &config);
+    let fixed = scenario(Question::NoStrandedAfterRollback, Design::V6Fixed, &config);
     let s = walk(
         &fixed,
         &[
@@ -61,7 +62,11 @@ fn v6_strands_a_bio_deferred_before_down_prep() {
 /// wait is not enabled while the work runs.
 #[test]
 fn disable_sync_waits_for_the_running_work() {
-    let v6 = scenario(Question::Q4, Design::V6, &Config::default());
+    let v6 = scenario(
+        Question::NoStrandedAfterRollback,
+        Design::V6,
+        &Config::default(),
+    );
     let s = walk(
         &v6,
         &[
@@ -100,7 +105,11 @@ fn disable_sync_waits_for_the_running_work() {
 /// Queueing a disabled work fails; enabling it does not queue it.
 #[test]
 fn disabled_work_is_not_queued_and_enable_does_not_queue() {
-    let v6 = scenario(Question::Q4, Design::V6, &Config::default());
+    let v6 = scenario(
+        Question::NoStrandedAfterRollback,
+        Design::V6,
+        &Config::default(),
+    );
     let s = walk(&v6, &["cpu1 down_prep", "cpu1 irq: bio A"]);
     assert_eq!(s.cpus[1].pending, Pending::No);
     let s = walk(&v6, &["cpu1 down_prep", "cpu1 irq: bio A", "rollback"]);
@@ -113,7 +122,7 @@ fn disabled_work_is_not_queued_and_enable_does_not_queue() {
 /// enabled mid-splice.
 #[test]
 fn pool_cpu_rescuer_masks_the_lists_interrupts() {
-    let v6 = scenario(Question::Q5, Design::V6, &Config::default());
+    let v6 = scenario(Question::RescuerCrossCpu, Design::V6, &Config::default());
     let s = walk(
         &v6,
         &[

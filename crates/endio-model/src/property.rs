@@ -9,25 +9,23 @@ use serde::Serialize;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Property {
-    /// No bio is taken off a list and run without a `bi_end_io` (review Q1).
+    /// No bio is taken off a list and run without a `bi_end_io`.
     HandlerPresent,
     /// Every bio's handler runs exactly once: never twice, and in a
     /// quiescent state every completed bio's handler has run.
     ExactlyOnce,
     /// In a quiescent state (no interrupt, worker, timer or hotplug step left
-    /// to happen) no bio is queued on a list (review Q4).
+    /// to happen) no bio is queued on a list.
     NothingStranded,
-    /// No per-CPU list is modified by two contexts without mutual exclusion
-    /// (review Q5).
+    /// No per-CPU list is modified by two contexts without mutual exclusion.
     MutualExclusion,
-    /// No sleeping lock is taken in a context that must not sleep (review
-    /// Q3).
+    /// No sleeping lock is taken in a context that must not sleep.
     NoSleepInAtomic,
     /// No bio is re-deferred without bound: no reachable cycle of the state
-    /// graph defers a bio that was deferred before (review Q6).
+    /// graph defers a bio that was deferred before.
     BoundedRedeferral,
     /// A worker runs at most one handler between two `need_resched()`
-    /// checks (review Q2).
+    /// checks.
     BoundedHandlerRun,
 }
 

@@ -35,7 +35,7 @@ impl fmt::Display for Verdict {
 }
 
 /// How many handlers a worker runs between `need_resched()` checks, at most
-/// (review Q2).
+/// ([`Question::RunBudget`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Bound {
     /// At most this many, in every reachable state.
@@ -122,7 +122,7 @@ fn serialize_ms<S: Serializer>(time: &Duration, serializer: S) -> Result<S::Ok, 
     serializer.serialize_f64(time.as_secs_f64() * 1e3)
 }
 
-/// The answer to one review question for one design.
+/// The answer to one question for one design.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     /// The question.

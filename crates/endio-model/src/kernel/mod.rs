@@ -9,7 +9,7 @@
 //! can only start on a CPU whose interrupts are on. Executors run
 //! `bio_complete_work_fn()` in steps: take the list; run one handler; check
 //! `need_resched()`. Where a question is about the list's mutual exclusion
-//! (Q5) the take is split in two, `local_lock_irq(); list = batch->list;`
+//! (the rescuer on another CPU) the take is split in two, `local_lock_irq(); list = batch->list;`
 //! then `bio_list_init(&batch->list); local_unlock_irq();`, and a context
 //! that modifies the list between the two is a fault unless the protection
 //! held excludes it: with `local_lock` (not `PREEMPT_RT`) or
