@@ -1,19 +1,21 @@
-//! `endio model`: the six questions of the seed's review, settled by
-//! exhaustive exploration (the `endio-model` crate).
+//! `endio model`: the questions of the kernel design's review, each named
+//! for the property it is about, settled by exhaustive exploration (the
+//! `endio-model` crate, whose docs hold the table from question to
+//! property).
 //!
 //! 1. The designs and questions asked for are checked one pair at a time,
 //!    each case of a question being one breadth-first exploration.
 //! 2. Every property result becomes one row of the verdict table: question,
 //!    design, case, property, verdict, states explored, time.
-//! 3. Per question follow the review's exchange, what the model settles,
-//!    each row's detail and, for every violation, its shortest
-//!    counterexample as numbered steps.
+//! 3. Per question follow the reviewer's and author's exchange, what the
+//!    model settles, each row's detail and, for every violation, its
+//!    shortest counterexample as numbered steps.
 //!
 //! Rows are built from the design's own results, so a design that is not a
 //! model of the kernel code reports into the same table: `--design endio`
 //! runs endio's own checks of each question (the loom and shuttle
-//! randomized-schedule tests of the real protocol code, and the tests per
-//! review question) and turns their verdicts into rows. The protocol is not
+//! randomized-schedule tests of the real protocol code, and the tests of
+//! each property) and turns their verdicts into rows. The protocol is not
 //! re-implemented for this: those tests drive the library itself. It needs
 //! the source checkout endio was built from, and cargo.
 //!
@@ -40,7 +42,10 @@ pub(crate) struct ModelArgs {
     #[arg(long, default_value = "all", value_parser = parse_design)]
     design: Choice<DesignName>,
 
-    /// The review question to settle: q1 to q6, or all.
+    /// The question to settle, by selector or by the property it is about:
+    /// q1 (handler-mandatory), q2 (run-budget), q3
+    /// (no-sleeping-lock-in-atomic), q4 (no-stranded-after-rollback), q5
+    /// (rescuer-cross-cpu), q6 (redeferral-bounded), or all.
     #[arg(long, default_value = "all", value_parser = parse_question)]
     question: Choice<Question>,
 
@@ -125,14 +130,18 @@ fn parse_design(s: &str) -> Result<Choice<DesignName>, String> {
         })
 }
 
-/// Parses `--question`: `q1` to `q6` or `all`.
+/// Parses `--question`: `q1` to `q6`, a question's name, or `all`.
 fn parse_question(s: &str) -> Result<Choice<Question>, String> {
     if s.eq_ignore_ascii_case("all") {
         return Ok(Choice::All);
     }
-    s.parse()
-        .map(Choice::One)
-        .map_err(|_| format!("unknown question {s:?}; give q1 to q6 or all"))
+    s.parse().map(Choice::One).map_err(|_| {
+        let names: Vec<&str> = Question::ALL.iter().map(|q| q.name()).collect();
+        format!(
+            "unknown question {s:?}; give q1 to q6 or all, or a name: {}",
+            names.join(", ")
+        )
+    })
 }
 
 /// Parses a state count written with or without `_` separators.
@@ -175,10 +184,12 @@ fn serialize_ms<S: serde::Serializer>(time: &Duration, serializer: S) -> Result<
     serializer.serialize_f64(time.as_secs_f64() * 1e3)
 }
 
-/// A question and the review's exchange on it.
+/// A question and the reviewer's and author's exchange on it.
 #[derive(Debug, Serialize)]
 struct QuestionInfo {
     id: Question,
+    /// The property it is about ("run-budget").
+    name: &'static str,
     title: &'static str,
     reviewer: &'static str,
     author: &'static str,
@@ -228,7 +239,7 @@ fn rows(question: Question, design: DesignName, config: &Config) -> anyhow::Resu
     })
 }
 
-/// One of endio's own checks of a review question.
+/// One of endio's own checks of a question's property.
 struct EndioCheck {
     property: Property,
     /// What it runs, in words.
@@ -272,17 +283,17 @@ fn endio_checks(question: Question) -> Vec<EndioCheck> {
         rustflags: None,
     };
     match question {
-        Question::Q1 => vec![test(
+        Question::HandlerMandatory => vec![test(
             Property::HandlerPresent,
             "compile_fail doctests: a Bio without a handler does not compile",
             &["test", "-p", "endio", "--release", "--doc", "bio"],
         )],
-        Question::Q2 => vec![test(
+        Question::RunBudget => vec![test(
             Property::BoundedHandlerRun,
             "tests/q2_budget.rs: a 200k flood; runs end at the budget, overrun by at most one handler",
             &["test", "-p", "endio", "--release", "--test", "q2_budget"],
         )],
-        Question::Q3 => vec![
+        Question::NoSleepingLockInAtomic => vec![
             test(
                 Property::NoSleepInAtomic,
                 "tests/q3_producer_never_waits.rs: 100k pushes return while the worker is blocked",
@@ -302,7 +313,7 @@ fn endio_checks(question: Question) -> Vec<EndioCheck> {
                 rustflags: Some("--cfg loom"),
             },
         ],
-        Question::Q4 => vec![
+        Question::NoStrandedAfterRollback => vec![
             EndioCheck {
                 property: Property::NothingStranded,
                 what: "shuttle: producers, workers, rescue, down_prep / dead / rollback / online under random schedules",
@@ -322,7 +333,7 @@ fn endio_checks(question: Question) -> Vec<EndioCheck> {
                 ],
             ),
         ],
-        Question::Q5 => vec![
+        Question::RescuerCrossCpu => vec![
             EndioCheck {
                 property: Property::MutualExclusion,
                 what: "shuttle: a rescue thread drains another CPU's batch under random schedules",
@@ -335,7 +346,7 @@ fn endio_checks(question: Question) -> Vec<EndioCheck> {
                 &["test", "-p", "endio", "--release", "--test", "stall_rescue"],
             ),
         ],
-        Question::Q6 => vec![test(
+        Question::RedeferralBounded => vec![test(
             Property::BoundedRedeferral,
             "tests/q6_reentry.rs: AlwaysAtomic, a handler that always punts; the deferred mark as guard",
             &["test", "-p", "endio", "--release", "--test", "q6_reentry"],
@@ -473,6 +484,7 @@ pub(crate) fn run(args: &ModelArgs) -> anyhow::Result<()> {
             .iter()
             .map(|&q| QuestionInfo {
                 id: q,
+                name: q.name(),
                 title: q.title(),
                 reviewer: q.reviewer(),
                 author: q.author(),
@@ -580,7 +592,13 @@ fn write_report(w: &mut dyn Write, output: &Output) -> io::Result<()> {
 
     for info in &output.questions {
         writeln!(w)?;
-        writeln!(w, "== {}: {}", info.id.id().to_uppercase(), info.title)?;
+        writeln!(
+            w,
+            "== {} ({}): {}",
+            info.id.id().to_uppercase(),
+            info.name,
+            info.title
+        )?;
         writeln!(w, "reviewer: {}", info.reviewer)?;
         writeln!(w, "author:   {}", info.author)?;
         writeln!(w, "model:    {}", info.finding)?;

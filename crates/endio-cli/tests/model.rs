@@ -1,6 +1,6 @@
 //! `endio model`: the verdicts of every question on every design, as JSON;
-//! the Q4 counterexample of v6 as text; bad names refused with the accepted
-//! ones named.
+//! v6's counterexample to "nothing stranded after a rollback" as text; bad
+//! names refused with the accepted ones named.
 
 use std::process::Output;
 
@@ -15,15 +15,16 @@ fn model(args: &[&str]) -> Output {
     common::endio("model", args)
 }
 
-/// The expected verdicts (question, design, case, property, verdict): the
-/// issue's list, with Q2 as the model settles it (see
-/// `crates/endio-model/tests/q2_need_resched.rs`).
+/// The expected verdicts (question, design, case, property, verdict), with
+/// the run budget as the model settles it (see
+/// `crates/endio-model/tests/run_budget.rs`).
 const EXPECTED: &[(&str, &str, &str, &str, &str)] = &[
-    // Q1: no reachable state runs a deferred bio without a handler.
+    // q1, handler mandatory: no reachable state runs a deferred bio without
+    // a handler.
     ("q1", "v6", "as designed", "handler-present", "holds"),
     ("q1", "v6-fixed", "as designed", "handler-present", "holds"),
     ("q1", "merged", "as designed", "handler-present", "holds"),
-    // Q2: the posted check comes after each batch: bounded only by the batch
+    // q2, run budget: the posted check comes after each batch: bounded only by the batch
     // size; without it unbounded; with a check per handler, one.
     ("q2", "v6", "as designed", "bounded-handler-run", "violated"),
     (
@@ -54,7 +55,7 @@ const EXPECTED: &[(&str, &str, &str, &str, &str)] = &[
         "bounded-handler-run",
         "holds",
     ),
-    // Q3: v6 takes a sleeping lock in atomic context on PREEMPT_RT.
+    // q3, no sleeping lock in atomic context: v6 takes one on PREEMPT_RT.
     ("q3", "v6", "PREEMPT_RT", "no-sleep-in-atomic", "violated"),
     (
         "q3",
@@ -65,13 +66,15 @@ const EXPECTED: &[(&str, &str, &str, &str, &str)] = &[
     ),
     ("q3", "merged", "PREEMPT_RT", "no-sleep-in-atomic", "holds"),
     ("q3", "v6", "!PREEMPT_RT", "no-sleep-in-atomic", "holds"),
-    // Q4: v6 strands bios after a rolled-back offline.
+    // q4, nothing stranded after a rollback: v6 strands bios after a
+    // rolled-back offline.
     ("q4", "v6", "as designed", "nothing-stranded", "violated"),
     ("q4", "v6-fixed", "as designed", "nothing-stranded", "holds"),
     ("q4", "merged", "as designed", "nothing-stranded", "holds"),
     ("q4", "v6-fixed", "as designed", "exactly-once", "holds"),
     ("q4", "merged", "as designed", "exactly-once", "holds"),
-    // Q5: safe with the rescuer on the pool's CPU; corrupted unbound.
+    // q5, the rescuer on another CPU: safe with the rescuer on the pool's
+    // CPU; corrupted unbound.
     (
         "q5",
         "v6",
@@ -107,7 +110,8 @@ const EXPECTED: &[(&str, &str, &str, &str, &str)] = &[
         "mutual-exclusion",
         "holds",
     ),
-    // Q6: v6 re-defers forever under !PREEMPT_COUNT; the guard terminates.
+    // q6, re-deferral bounded: v6 re-defers forever under !PREEMPT_COUNT;
+    // the guard terminates.
     (
         "q6",
         "v6",
@@ -178,21 +182,21 @@ fn all_designs_json_verdicts() {
         }
     }
     assert!(results.iter().all(|r| r["verdict"] != "bound-reached"));
-    // Q2's bounds: the batch size as posted, none without the check.
-    let q2 = |case: &str| {
+    // The run budget's bounds: the batch size as posted, none without the check.
+    let run_budget = |case: &str| {
         results
             .iter()
             .find(|r| r["question"] == "q2" && r["design"] == "v6" && r["case"] == case)
             .map(|r| r["handlers_between_checks"].clone())
             .unwrap()
     };
-    assert_eq!(q2("as designed"), 4);
-    assert_eq!(q2("without the need_resched() check"), "unbounded");
-    assert_eq!(q2("with cond_resched() after each handler"), 1);
+    assert_eq!(run_budget("as designed"), 4);
+    assert_eq!(run_budget("without the need_resched() check"), "unbounded");
+    assert_eq!(run_budget("with cond_resched() after each handler"), 1);
 }
 
 #[test]
-fn q4_v6_counterexample_has_a_rollback() {
+fn no_stranded_after_rollback_v6_counterexample_has_a_rollback() {
     let output = model(&["--question", "q4", "--design", "v6"]);
     let stdout = assert_success(&output, "model --question q4 --design v6");
     assert!(stdout.contains("QUESTION"), "{stdout}");
@@ -223,7 +227,7 @@ fn q4_v6_counterexample_has_a_rollback() {
 }
 
 #[test]
-fn q5_names_the_workqueue_guarantee() {
+fn rescuer_cross_cpu_names_the_workqueue_guarantee() {
     let output = model(&["--question", "q5"]);
     let stdout = assert_success(&output, "model --question q5");
     assert!(

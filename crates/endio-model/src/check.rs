@@ -20,11 +20,12 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use crate::Config;
+use crate::config::Config;
 use crate::explore::{Graph, System, adjacency, explore, strongly_connected_components};
 use crate::kernel::{CHECKPOINT, REDEFER, Scenario, State, WORKER_HANDLER, names};
+use crate::property::Property;
 use crate::question::CaseSpec;
-use crate::report::{Bound, Case, Property, PropertyResult, Trace, Verdict};
+use crate::report::{Bound, Case, PropertyResult, Trace, Verdict};
 
 /// Explores one case and decides its properties.
 pub(crate) fn run(spec: &CaseSpec, config: &Config) -> Case {
@@ -44,7 +45,7 @@ pub(crate) fn run(spec: &CaseSpec, config: &Config) -> Case {
     }
     // Any other property found violated is reported too: nothing is hidden
     // because a question was about something else. The handler count is
-    // only meaningful where bios keep coming (Q2).
+    // only meaningful where bios keep coming (the run budget's models).
     for property in Property::ALL {
         if spec.properties.contains(&property) || property == Property::BoundedHandlerRun {
             continue;
@@ -471,7 +472,12 @@ impl<'a> Analysis<'a> {
                 asked: false,
             };
         }
-        let count = |s: &State| s.execs().map(|e| e.since_check).max().unwrap_or(0);
+        let count = |s: &State| {
+            s.executor_states()
+                .map(|e| e.since_check)
+                .max()
+                .unwrap_or(0)
+        };
         let max = self.graph.states.iter().map(count).max().unwrap_or(0);
         let bound = Some(Bound::Finite(u32::from(max)));
         if max <= 1 {
@@ -611,13 +617,15 @@ mod tests {
     use crate::kernel::BioSpec;
     use crate::question::Question;
 
-    /// Q1's "holds" is not vacuous: break the submitters' convention (flag a
-    /// bio that has no bi_end_io) and the model finds the NULL dereference,
-    /// in the worker and in the dead callback.
+    /// "Handler mandatory" holding is not vacuous: break the submitters'
+    /// convention (flag a bio that has no bi_end_io) and the model finds the
+    /// NULL dereference, in the worker and in the dead callback.
     #[test]
     fn a_flagged_bio_without_handler_is_found() {
         for design in Design::ALL {
-            let mut spec = Question::Q1.cases(design, &Config::default()).remove(0);
+            let mut spec = Question::HandlerMandatory
+                .cases(design, &Config::default())
+                .remove(0);
             spec.scenario.bios[1] = BioSpec {
                 flagged: true,
                 handler: false,

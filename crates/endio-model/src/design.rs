@@ -17,9 +17,10 @@ pub enum Design {
     /// guard in `bio_complete_in_task()`.
     V6,
     /// v6 with the fixes its author accepted in the review: requeue on CPU
-    /// online (Q4), `local_irq_save()` instead of `local_lock` (Q3),
+    /// online (nothing stranded after a rollback), `local_irq_save()`
+    /// instead of `local_lock` (no sleeping lock in atomic context),
     /// `BIO_COMPLETE_IN_TASK` as re-entry guard in `bio_complete_in_task()`
-    /// (Q6).
+    /// (re-deferral bounded).
     V6Fixed,
     /// As merged for Linux 7.3: the fixes, and no batching delay (a plain
     /// work item, queued only when the list was empty), `local_irq_save()`

@@ -1,8 +1,9 @@
 //! Explicit-state model checking of the task-context bio completion design.
 //!
-//! The seed of endio is a review of the Linux patch "block: add task-context
-//! bio completion infrastructure" (v6): six questions, each answered "legit"
-//! or "not an issue" by argument. This crate settles them mechanically. For
+//! The review of the Linux patch "block: add task-context bio completion
+//! infrastructure" (v6) asked six questions, each answered "legit" or "not
+//! an issue" by argument. This crate settles them mechanically, each as the
+//! property it is about (the table below). For
 //! each [`Question`] and [`Design`] ([`Design::V6`] as posted,
 //! [`Design::V6Fixed`] with the fixes the author accepted, [`Design::Merged`]
 //! as merged for Linux 7.3) [`check`] explores every reachable state of a
@@ -13,7 +14,7 @@
 //! ```
 //! use endio_model::{Config, Design, Property, Question, Verdict, check};
 //!
-//! let report = check(Question::Q4, Design::V6, &Config::default());
+//! let report = check(Question::NoStrandedAfterRollback, Design::V6, &Config::default());
 //! let stranded = report.result("as designed", Property::NothingStranded).unwrap();
 //! assert_eq!(stranded.verdict, Verdict::Violated);
 //! let steps = &stranded.counterexample.as_ref().unwrap().steps;
@@ -54,73 +55,43 @@
 //! hotplug steps it needs), so all questions on all designs take well under
 //! a second; [`Config`] can make the models larger.
 //!
-//! # Findings
+//! # The review's questions and the properties they check
 //!
-//! - Q1: no reachable state runs a deferred bio without a handler (and
-//!   endio's `Bio` makes one unrepresentable).
-//! - Q2: the posted `need_resched()` check comes after each *batch*: between
-//!   two checks the worker runs every bio that was on the list, a count that
-//!   grows with the bios in flight. Without the check a run is unbounded (a
-//!   cycle: interrupts refill the list, the loop takes it again); only a
-//!   check after every handler bounds it by one. This differs from the
-//!   expectation written in the issue ("without the check bounded only by
-//!   the batch size, with it by one handler"), which put the posted check
-//!   one loop level further in than the code has it.
-//! - Q3: on `PREEMPT_RT` v6 takes a sleeping lock in hard IRQ context;
-//!   v6-fixed and merged do not.
-//! - Q4: v6 strands bios after a rolled-back offline (also bios deferred
-//!   *before* down_prep, whose pending work down_prep cancels); v6-fixed
-//!   and merged do not.
-//! - Q5: with the rescuer on the pool's CPU there is no race: the author
-//!   relied on the workqueue binding a per-CPU workqueue's rescuer to the
-//!   CPU of the pool whose mayday it answers. With an unbound rescuer any
-//!   CPU-local protection (`local_lock` and `local_irq_save()` alike) lets
-//!   an interrupt add to the list mid-splice; an llist would not.
-//! - Q6: under `!PREEMPT_COUNT` v6 re-defers forever; v6-fixed terminates.
+//! This is the one place that maps the review's numbering to names; the
+//! rest of endio speaks of the properties. `--question` is the selector of
+//! `endio model` (the name works too); the tests of each are
+//! `crates/endio-model/tests/<name>.rs` (`_` for `-`), and `endio model
+//! --design endio`
+//! lists endio's own tests of the same property.
 //!
-//! See [`Question::finding`] for each in full.
+//! | `--question` | [`Question`] (name) | the review asked | [`Property`] checked | the model finds |
+//! |---|---|---|---|---|
+//! | `q1` | [`HandlerMandatory`](Question::HandlerMandatory) (`handler-mandatory`) | can a deferred bio without `bi_end_io` be run? | [`HandlerPresent`](Property::HandlerPresent), [`ExactlyOnce`](Property::ExactlyOnce) | no reachable state runs one, in any design (and endio's `Bio` makes one unrepresentable) |
+//! | `q2` | [`RunBudget`](Question::RunBudget) (`run-budget`) | can the worker's loop monopolise the CPU? | [`BoundedHandlerRun`](Property::BoundedHandlerRun) | the posted `need_resched()` check comes after each *batch*: between two checks the worker runs every bio that was on the list; without the check a run is unbounded (interrupts refill the list, the loop takes it again); only a check after every handler bounds it by one |
+//! | `q3` | [`NoSleepingLockInAtomic`](Question::NoSleepingLockInAtomic) (`no-sleeping-lock-in-atomic`) | is `local_lock_irqsave()` safe in atomic context on `PREEMPT_RT`? | [`NoSleepInAtomic`](Property::NoSleepInAtomic) | v6 takes a sleeping lock in hard IRQ context; v6-fixed and merged do not |
+//! | `q4` | [`NoStrandedAfterRollback`](Question::NoStrandedAfterRollback) (`no-stranded-after-rollback`) | can a rolled-back CPU offline strand deferred bios? | [`NothingStranded`](Property::NothingStranded), [`ExactlyOnce`](Property::ExactlyOnce) | v6 strands them (also bios deferred *before* down_prep, whose pending work down_prep cancels); v6-fixed and merged do not |
+//! | `q5` | [`RescuerCrossCpu`](Question::RescuerCrossCpu) (`rescuer-cross-cpu`) | does the `WQ_MEM_RECLAIM` rescuer, on another CPU, break the list's protection? | [`MutualExclusion`](Property::MutualExclusion) | no: the workqueue binds a per-CPU workqueue's rescuer to the CPU of the pool whose mayday it answers; an unbound rescuer would break any CPU-local protection (`local_lock` and `local_irq_save()` alike), an llist would not |
+//! | `q6` | [`RedeferralBounded`](Question::RedeferralBounded) (`redeferral-bounded`) | does `bio_complete_in_task()` re-defer forever without `PREEMPT_COUNT`? | [`BoundedRedeferral`](Property::BoundedRedeferral), [`ExactlyOnce`](Property::ExactlyOnce) | v6 does; with `BIO_COMPLETE_IN_TASK` as re-entry guard v6-fixed and merged terminate |
+//!
+//! See [`Question::finding`] for each in full, and [`Question::reviewer`]
+//! and [`Question::author`] for the exchange.
 
 mod check;
+mod config;
 mod design;
 mod explore;
 mod kernel;
+#[cfg(test)]
+mod kernel_tests;
+mod property;
 mod question;
 mod report;
 
+pub use config::Config;
 pub use design::{Design, UnknownDesign};
+pub use property::Property;
 pub use question::{Question, UnknownQuestion};
-pub use report::{Bound, Case, Property, PropertyResult, Report, Trace, Verdict};
-
-/// How large the models are and how far to explore them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Config {
-    /// The most distinct states to explore per case. Properties not violated
-    /// within the bound are reported as [`Verdict::BoundReached`].
-    pub max_states: usize,
-    /// CPUs in each model (1 to 3), instead of the smallest number that
-    /// shows the question's answer. Raised to a question's minimum (2 for
-    /// Q1, Q4 and Q5).
-    pub cpus: Option<usize>,
-    /// Bios in each model (1 to 4), instead of the question's default.
-    /// Raised to a question's minimum (3 for Q1, 2 for Q5).
-    pub bios: Option<usize>,
-}
-
-impl Config {
-    /// The default state bound: far above what any question needs with the
-    /// default sizes (a few thousand states), low enough to stop in seconds.
-    pub const MAX_STATES: usize = 1_000_000;
-}
-
-impl Default for Config {
-    fn default() -> Config {
-        Config {
-            max_states: Config::MAX_STATES,
-            cpus: None,
-            bios: None,
-        }
-    }
-}
+pub use report::{Bound, Case, PropertyResult, Report, Trace, Verdict};
 
 /// Checks `question` on `design`: explores each of the question's cases and
 /// decides its properties.

@@ -1,39 +1,54 @@
-//! The six questions of the review, and the model each one is checked on.
+//! The questions the model settles, and the model each one is checked on.
 //!
 //! Each question gets the smallest model that still shows its answer: the
 //! CPUs, bios, completion contexts, executors and hotplug steps it needs and
 //! nothing else, so that every question on every design is explored
 //! exhaustively in milliseconds. [`Config`] can make them larger.
+//!
+//! What was asked and answered, and what the model finds, is prose kept in
+//! one text file per question, `questions/<name>.txt`, one `title:`,
+//! `reviewer:`, `author:` and `finding:` line each.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::Config;
+use crate::config::Config;
 use crate::design::Design;
 use crate::kernel::{
     BIOS_MAX, BioSpec, CPUS_MAX, Context, Hotplug, KernelConfig, Protection, ReschedCheck, Rescuer,
     Scenario,
 };
-use crate::report::Property;
+use crate::property::Property;
 
-/// One of the six questions of the review of v6.
+/// A question the model settles, named for the property whose answer it
+/// wants. The crate docs map each to the seed review's question and to
+/// endio's tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
 pub enum Question {
-    /// A deferred bio without `bi_end_io`.
-    Q1,
-    /// The worker loop monopolising the CPU.
-    Q2,
-    /// `local_lock` on `PREEMPT_RT` in atomic context.
-    Q3,
-    /// Bios stranded by a rolled-back CPU offline.
-    Q4,
-    /// The `WQ_MEM_RECLAIM` rescuer and `local_lock`.
-    Q5,
-    /// Endless re-deferral without `PREEMPT_COUNT`.
-    Q6,
+    /// Can a deferred bio without `bi_end_io` be run?
+    #[serde(rename = "q1")]
+    HandlerMandatory,
+    /// How many handlers does the worker run before it checks whether to
+    /// give up the CPU?
+    #[serde(rename = "q2")]
+    RunBudget,
+    /// Is a sleeping lock taken in atomic context (`local_lock` on
+    /// `PREEMPT_RT`)?
+    #[serde(rename = "q3")]
+    NoSleepingLockInAtomic,
+    /// Can a rolled-back CPU offline strand deferred bios?
+    #[serde(rename = "q4")]
+    NoStrandedAfterRollback,
+    /// Can the `WQ_MEM_RECLAIM` rescuer, running on another CPU, break the
+    /// list's protection?
+    #[serde(rename = "q5")]
+    RescuerCrossCpu,
+    /// Is a bio re-deferred without bound when `bio_in_atomic()` is always
+    /// true (`!PREEMPT_COUNT`)?
+    #[serde(rename = "q6")]
+    RedeferralBounded,
 }
 
 /// One exploration to run for a question on a design.
@@ -68,161 +83,82 @@ const PUNTS: BioSpec = BioSpec {
 impl Question {
     /// Every question, in order.
     pub const ALL: [Question; 6] = [
-        Question::Q1,
-        Question::Q2,
-        Question::Q3,
-        Question::Q4,
-        Question::Q5,
-        Question::Q6,
+        Question::HandlerMandatory,
+        Question::RunBudget,
+        Question::NoSleepingLockInAtomic,
+        Question::NoStrandedAfterRollback,
+        Question::RescuerCrossCpu,
+        Question::RedeferralBounded,
     ];
 
-    /// "q1" to "q6".
+    /// The short selector, "q1" to "q6", numbered as the seed review numbers
+    /// its questions (`endio model --question q4`).
     pub fn id(self) -> &'static str {
         match self {
-            Question::Q1 => "q1",
-            Question::Q2 => "q2",
-            Question::Q3 => "q3",
-            Question::Q4 => "q4",
-            Question::Q5 => "q5",
-            Question::Q6 => "q6",
+            Question::HandlerMandatory => "q1",
+            Question::RunBudget => "q2",
+            Question::NoSleepingLockInAtomic => "q3",
+            Question::NoStrandedAfterRollback => "q4",
+            Question::RescuerCrossCpu => "q5",
+            Question::RedeferralBounded => "q6",
         }
+    }
+
+    /// The name of the property the question is about, as its text file and
+    /// endio's tests are named ("run-budget").
+    pub fn name(self) -> &'static str {
+        match self {
+            Question::HandlerMandatory => "handler-mandatory",
+            Question::RunBudget => "run-budget",
+            Question::NoSleepingLockInAtomic => "no-sleeping-lock-in-atomic",
+            Question::NoStrandedAfterRollback => "no-stranded-after-rollback",
+            Question::RescuerCrossCpu => "rescuer-cross-cpu",
+            Question::RedeferralBounded => "redeferral-bounded",
+        }
+    }
+
+    /// The question's text file.
+    fn text(self) -> &'static str {
+        match self {
+            Question::HandlerMandatory => include_str!("../questions/handler-mandatory.txt"),
+            Question::RunBudget => include_str!("../questions/run-budget.txt"),
+            Question::NoSleepingLockInAtomic => {
+                include_str!("../questions/no-sleeping-lock-in-atomic.txt")
+            }
+            Question::NoStrandedAfterRollback => {
+                include_str!("../questions/no-stranded-after-rollback.txt")
+            }
+            Question::RescuerCrossCpu => include_str!("../questions/rescuer-cross-cpu.txt"),
+            Question::RedeferralBounded => include_str!("../questions/redeferral-bounded.txt"),
+        }
+    }
+
+    /// The line of the question's text file that starts with `key: `.
+    fn line(self, key: &str) -> &'static str {
+        self.text()
+            .lines()
+            .find_map(|line| line.strip_prefix(key)?.strip_prefix(": "))
+            .unwrap_or_else(|| panic!("questions/{}.txt has no {key:?} line", self.name()))
     }
 
     /// The question in one line.
     pub fn title(self) -> &'static str {
-        match self {
-            Question::Q1 => "Can a deferred bio without bi_end_io be run (NULL dereference)?",
-            Question::Q2 => {
-                "Can the worker's loop monopolise the CPU (no cond_resched() between handlers)?"
-            }
-            Question::Q3 => "Is local_lock_irqsave() safe in atomic context on PREEMPT_RT?",
-            Question::Q4 => "Can a rolled-back CPU offline strand deferred bios?",
-            Question::Q5 => {
-                "Does the WQ_MEM_RECLAIM rescuer break the local_lock_irq() protection?"
-            }
-            Question::Q6 => "Does bio_complete_in_task() re-defer forever without PREEMPT_COUNT?",
-        }
+        self.line("title")
     }
 
     /// What the reviewer asked, in short.
     pub fn reviewer(self) -> &'static str {
-        match self {
-            Question::Q1 => {
-                "bio_complete_work_fn() and the dead callback call bio->bi_end_io(bio) without the NULL check \
-                 of bio_endio(); a flagged bio without bi_end_io (some flush or discard bios) would oops."
-            }
-            Question::Q2 => {
-                "With the 1-jiffy delay tens of thousands of bios can accumulate; running the whole batch \
-                 without cond_resched() could cause latency spikes or watchdog warnings on non-preemptible \
-                 kernels."
-            }
-            Question::Q3 => {
-                "On PREEMPT_RT local_lock_t is a per-CPU spinlock_t, a sleeping rt_mutex, and \
-                 __bio_complete_in_task() runs exactly when bio_in_atomic() is true (hard IRQ, under a \
-                 raw_spinlock_t): \"Invalid wait context\". Would an llist be more appropriate?"
-            }
-            Question::Q4 => {
-                "down_prep disables the work while the CPU still completes bios; the first finds the list empty \
-                 but cannot queue the disabled work. If the offline is rolled back, online re-enables the work \
-                 without queueing it, later completions see a non-empty list and do not queue: the bios are \
-                 stranded."
-            }
-            Question::Q5 => {
-                "The WQ_MEM_RECLAIM rescuer runs per-CPU work unbound: on CPU B it takes B's local lock while \
-                 splicing CPU A's list, and an interrupt on A takes A's lock and adds to the same list: list \
-                 corruption."
-            }
-            Question::Q6 => {
-                "Without PREEMPT_COUNT bio_in_atomic() is always true, also in the worker: a bi_end_io that calls \
-                 bio_complete_in_task() is deferred again every time the worker runs it, a permanent offloading \
-                 loop."
-            }
-        }
+        self.line("reviewer")
     }
 
     /// What the author answered, in short.
     pub fn author(self) -> &'static str {
-        match self {
-            Question::Q1 => {
-                "Not an issue: every bio that reaches this point has bi_end_io set; there is no point in \
-                 deferring a bio without a completion handler."
-            }
-            Question::Q2 => {
-                "Unnecessary: with PREEMPT_LAZY as the default the worker is preemptible."
-            }
-            Question::Q3 => {
-                "Legit: switch to local_irq_save(), as the per-CPU bio allocation cache does (not \
-                 raw_spinlock_t, which costs on !PREEMPT_RT)."
-            }
-            Question::Q4 => "Legit: requeue the work on CPU online if the list is not empty.",
-            Question::Q5 => "Not an issue: the rescuer runs on the same CPU, not unbound.",
-            Question::Q6 => {
-                "Legit: use BIO_COMPLETE_IN_TASK as re-entry guard: bio_complete_in_task() returns false if it \
-                 is set, else sets it and defers."
-            }
-        }
+        self.line("author")
     }
 
     /// What the model settles, and on what it rests.
     pub fn finding(self) -> &'static str {
-        match self {
-            Question::Q1 => {
-                "The author's answer holds: no reachable state runs a deferred bio without a handler, in any \
-                 design. A bio reaches a list only through bio_endio() with BIO_COMPLETE_IN_TASK set, which \
-                 submitters set together with their bi_end_io, or through bio_complete_in_task(), which is \
-                 called from inside a bi_end_io; the model completes a flagged bio, a bio without bi_end_io \
-                 and a bio whose handler punts itself, in hard IRQ and in task context on both CPUs, across \
-                 CPU offlines whose dead callback drains the list, and bring-ups. In the kernel this rests on a convention of \
-                 the submitters (flag a bio without bi_end_io and the model finds the NULL dereference within \
-                 four steps); in endio it is unrepresentable: a Bio cannot be built without a handler, nor \
-                 completed again once ended (compile_fail doctests in crates/endio/src/bio.rs)."
-            }
-            Question::Q2 => {
-                "The posted worker checks need_resched() after each batch, not after each handler: between two \
-                 checks it runs a whole batch, every bio that was on the list (here all bios in flight; the \
-                 bound grows with them, 1 to 4 tried). Without that check a run is not bounded at all: \
-                 interrupts refill the list and the while (1) loop takes it again, forever (a reachable \
-                 cycle). Only a check after every handler (cond_resched() in the inner loop, or endio's \
-                 budget) bounds it by one handler. All three designs share the loop. Whether a long batch \
-                 hurts depends on preemption: with PREEMPT_LAZY, PREEMPT_FULL or PREEMPT_RT the scheduler \
-                 preempts the kworker between handlers anyway (the author's answer holds there); without \
-                 kernel preemption (PREEMPT_NONE/VOLUNTARY, the reviewer's case) the batch runs to its end."
-            }
-            Question::Q3 => {
-                "The reviewer is right about v6: on PREEMPT_RT its first deferral from a non-threaded hard IRQ \
-                 or under raw_spin_lock() takes local_lock_irqsave(), a sleeping spinlock_t. local_irq_save() \
-                 (v6-fixed, merged) takes no lock, and neither does an llist (the reviewer's suggestion). \
-                 Without PREEMPT_RT local_lock_irqsave() is local_irq_save() plus lockdep, and v6 is fine."
-            }
-            Question::Q4 => {
-                "The reviewer is right about v6: after down_prep and a rolled-back offline, bios stay on the \
-                 list with the work idle and enabled, forever. It is wider than described: \
-                 disable_delayed_work_sync() also cancels a pending work, so a bio deferred just before \
-                 down_prep is stranded the same way. v6-fixed and merged requeue on online: in every quiescent \
-                 state the lists are empty and every handler ran once, across rollbacks, offline + dead drains \
-                 and bring-ups."
-            }
-            Question::Q5 => {
-                "The author's answer holds, and it relies on this workqueue guarantee: a per-CPU (WQ_PERCPU) \
-                 workqueue's rescuer runs a work item on the CPU of the pool it was queued on: when the \
-                 rescuer answers a pool's mayday it attaches to that pool and is bound to the pool's CPU \
-                 (worker_attach_to_pool()), like the pool's own kworkers. So the worker's local_lock_irq() \
-                 (or local_irq_disable()) turns off the interrupts of the list's own CPU and no interrupt can \
-                 add to the list mid-splice. The guarantee holds while the pool is bound to its CPU; a CPU \
-                 going down disassociates its pool and the workers then run unbound, which is why down_prep \
-                 disables the work (it runs before the workqueue's own offline callback). With an unbound \
-                 rescuer (the reviewer's premise) any CPU-local protection fails, local_lock and \
-                 local_irq_save() alike: an interrupt on the list's CPU adds a bio between `list = \
-                 batch->list` and `bio_list_init()`, and that bio is lost. An llist would be safe even then."
-            }
-            Question::Q6 => {
-                "The reviewer is right about v6: under !PREEMPT_COUNT a handler that calls \
-                 bio_complete_in_task() is re-deferred forever (a reachable cycle: the worker runs it, it \
-                 defers itself, the worker runs it again). With the flag as re-entry guard (v6-fixed, merged) \
-                 a bio is deferred at most once and its handler then runs. With PREEMPT_COUNT the kworker is \
-                 preemptible, bio_in_atomic() is false there, and v6 terminates too."
-            }
-        }
+        self.line("finding")
     }
 
     /// The smallest CPU and bio counts that show the answer, and their
@@ -231,32 +167,32 @@ impl Question {
         match self {
             // Two CPUs: bios complete on either, one of them goes down.
             // Three bios: one of each kind.
-            Question::Q1 => Sizes {
+            Question::HandlerMandatory => Sizes {
                 cpus: (2, 2),
                 bios: (3, 3),
             },
             // One CPU; four bios: the batch can hold all of them.
-            Question::Q2 => Sizes {
+            Question::RunBudget => Sizes {
                 cpus: (1, 1),
                 bios: (1, 4),
             },
-            Question::Q3 => Sizes {
+            Question::NoSleepingLockInAtomic => Sizes {
                 cpus: (1, 1),
                 bios: (1, 1),
             },
             // cpu1 goes down, cpu0 runs the dead callback; two bios: one
             // before and one after the rollback.
-            Question::Q4 => Sizes {
+            Question::NoStrandedAfterRollback => Sizes {
                 cpus: (2, 2),
                 bios: (1, 2),
             },
             // The list's CPU and another for the rescuer; two bios: one the
             // rescuer takes, one an interrupt adds meanwhile.
-            Question::Q5 => Sizes {
+            Question::RescuerCrossCpu => Sizes {
                 cpus: (2, 2),
                 bios: (2, 2),
             },
-            Question::Q6 => Sizes {
+            Question::RedeferralBounded => Sizes {
                 cpus: (1, 1),
                 bios: (1, 1),
             },
@@ -278,7 +214,7 @@ impl Question {
         let code = design.code();
         let base = Scenario {
             code,
-            kconfig: KernelConfig::Default,
+            kernel_config: KernelConfig::Default,
             cpus,
             bios: vec![FLAGGED; bios],
             completion_cpus: all_cpus,
@@ -296,7 +232,7 @@ impl Question {
             note: None,
         };
         match self {
-            Question::Q1 => {
+            Question::HandlerMandatory => {
                 let kinds = [FLAGGED, NO_HANDLER, PUNTS, FLAGGED];
                 vec![case(
                     "as designed",
@@ -304,7 +240,7 @@ impl Question {
                         bios: kinds.iter().copied().cycle().take(bios).collect(),
                         contexts: vec![Context::HardIrq, Context::Task],
                         // The dead callback's drain is a path of its own;
-                        // rollbacks are Q4's business.
+                        // rollbacks are checked by NoStrandedAfterRollback.
                         hotplug: Some(Hotplug {
                             cpu: 1,
                             control: 0,
@@ -315,7 +251,7 @@ impl Question {
                     &[Property::HandlerPresent, Property::ExactlyOnce],
                 )]
             }
-            Question::Q2 => {
+            Question::RunBudget => {
                 let with = |resched| Scenario {
                     code: crate::kernel::Code { resched, ..code },
                     recycle: true,
@@ -339,9 +275,9 @@ impl Question {
                     ),
                 ]
             }
-            Question::Q3 => {
+            Question::NoSleepingLockInAtomic => {
                 let rt = Scenario {
-                    kconfig: KernelConfig::PreemptRt,
+                    kernel_config: KernelConfig::PreemptRt,
                     contexts: vec![Context::HardIrq, Context::RawSpinlock, Context::Task],
                     ..base
                 };
@@ -353,7 +289,7 @@ impl Question {
                     ..rt.clone()
                 };
                 let default = Scenario {
-                    kconfig: KernelConfig::Default,
+                    kernel_config: KernelConfig::Default,
                     ..rt.clone()
                 };
                 vec![
@@ -366,7 +302,7 @@ impl Question {
                     case("!PREEMPT_RT", default, &[Property::NoSleepInAtomic]),
                 ]
             }
-            Question::Q4 => vec![case(
+            Question::NoStrandedAfterRollback => vec![case(
                 "as designed",
                 Scenario {
                     completion_cpus: 1 << 1,
@@ -379,7 +315,7 @@ impl Question {
                 },
                 &[Property::NothingStranded, Property::ExactlyOnce],
             )],
-            Question::Q5 => {
+            Question::RescuerCrossCpu => {
                 let with = |rescuer, protection| Scenario {
                     code: crate::kernel::Code { protection, ..code },
                     completion_cpus: 1,
@@ -413,14 +349,14 @@ impl Question {
                     ),
                 ]
             }
-            Question::Q6 => {
+            Question::RedeferralBounded => {
                 let no_count = Scenario {
-                    kconfig: KernelConfig::NoPreemptCount,
+                    kernel_config: KernelConfig::NoPreemptCount,
                     bios: vec![PUNTS; bios],
                     ..base
                 };
                 let count = Scenario {
-                    kconfig: KernelConfig::Default,
+                    kernel_config: KernelConfig::Default,
                     ..no_count.clone()
                 };
                 vec![
@@ -446,6 +382,7 @@ struct Sizes {
     bios: (usize, usize),
 }
 
+/// The selector, "q1" to "q6".
 impl fmt::Display for Question {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.id())
@@ -460,8 +397,9 @@ impl fmt::Display for UnknownQuestion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown question {:?}; the questions are q1 to q6",
-            self.0
+            "unknown question {:?}; the questions are q1 to q6, or by name {}",
+            self.0,
+            Question::ALL.map(Question::name).join(", ")
         )
     }
 }
@@ -474,7 +412,34 @@ impl FromStr for Question {
     fn from_str(s: &str) -> Result<Question, UnknownQuestion> {
         Question::ALL
             .into_iter()
-            .find(|q| q.id().eq_ignore_ascii_case(s))
+            .find(|q| q.id().eq_ignore_ascii_case(s) || q.name().eq_ignore_ascii_case(s))
             .ok_or_else(|| UnknownQuestion(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every question's text file has each line, and nothing else.
+    #[test]
+    fn every_question_has_its_text() {
+        for question in Question::ALL {
+            for text in [
+                question.title(),
+                question.reviewer(),
+                question.author(),
+                question.finding(),
+            ] {
+                assert!(!text.is_empty(), "{}", question.name());
+            }
+            let keys: Vec<&str> = question
+                .text()
+                .lines()
+                .filter(|l| !l.is_empty())
+                .filter_map(|l| l.split_once(": ").map(|(key, _)| key))
+                .collect();
+            assert_eq!(keys, ["title", "reviewer", "author", "finding"]);
+        }
     }
 }

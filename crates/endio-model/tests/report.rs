@@ -9,7 +9,7 @@ fn bound_reached_is_not_holds() {
         max_states: 10,
         ..Config::default()
     };
-    let report = check(Question::Q4, Design::V6Fixed, &config);
+    let report = check(Question::NoStrandedAfterRollback, Design::V6Fixed, &config);
     let case = &report.cases[0];
     assert!(case.bound_reached);
     assert_eq!(case.states, 10);
@@ -24,12 +24,12 @@ fn bound_reached_is_not_holds() {
 
 #[test]
 fn a_violation_within_the_bound_is_still_reported() {
-    // Q3's violation is one step away.
+    // The sleeping lock in atomic context is one step away.
     let config = Config {
         max_states: 3,
         ..Config::default()
     };
-    let report = check(Question::Q3, Design::V6, &config);
+    let report = check(Question::NoSleepingLockInAtomic, Design::V6, &config);
     assert_eq!(
         report.verdict("PREEMPT_RT", Property::NoSleepInAtomic),
         Some(Verdict::Violated)
@@ -55,7 +55,11 @@ fn names_parse() {
 
 #[test]
 fn reports_serialize() {
-    let report = check(Question::Q4, Design::V6, &Config::default());
+    let report = check(
+        Question::NoStrandedAfterRollback,
+        Design::V6,
+        &Config::default(),
+    );
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["question"], "q4");
     assert_eq!(json["design"], "v6");

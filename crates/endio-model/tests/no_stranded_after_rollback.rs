@@ -1,11 +1,16 @@
-//! Q4: v6 strands bios after a rolled-back CPU offline; v6-fixed and merged,
-//! which requeue the work on online, do not.
+//! Nothing stranded after a rolled-back offline: v6 strands bios after a
+//! rolled-back CPU offline; v6-fixed and merged, which requeue the work on
+//! online, do not.
 
 use endio_model::{Config, Design, Property, Question, Verdict, check};
 
 #[test]
 fn v6_strands_bios_after_a_rollback() {
-    let report = check(Question::Q4, Design::V6, &Config::default());
+    let report = check(
+        Question::NoStrandedAfterRollback,
+        Design::V6,
+        &Config::default(),
+    );
     for property in [Property::NothingStranded, Property::ExactlyOnce] {
         assert_eq!(
             report.verdict("as designed", property),
@@ -19,7 +24,7 @@ fn v6_strands_bios_after_a_rollback() {
         .counterexample
         .clone()
         .unwrap();
-    // The example, step for step.
+    // The shortest way to strand bios, step for step.
     let expected = [
         "cpu1 down_prep: disable_delayed_work_sync() disables the work",
         "cpu1 irq: bio A completes, deferred: added to cpu1 list, list was empty, mod_delayed_work_on(cpu1, 1 jiffy) fails: work disabled",
@@ -34,7 +39,11 @@ fn v6_strands_bios_after_a_rollback() {
 #[test]
 fn fixed_and_merged_strand_nothing() {
     for design in [Design::V6Fixed, Design::Merged] {
-        let report = check(Question::Q4, design, &Config::default());
+        let report = check(
+            Question::NoStrandedAfterRollback,
+            design,
+            &Config::default(),
+        );
         for property in [Property::NothingStranded, Property::ExactlyOnce] {
             let result = report.result("as designed", property).unwrap();
             assert_eq!(
@@ -64,11 +73,12 @@ fn three_cpus_agree() {
         ..Config::default()
     };
     assert_eq!(
-        check(Question::Q4, Design::V6, &config).verdict("as designed", Property::NothingStranded),
+        check(Question::NoStrandedAfterRollback, Design::V6, &config)
+            .verdict("as designed", Property::NothingStranded),
         Some(Verdict::Violated)
     );
     for design in [Design::V6Fixed, Design::Merged] {
-        let report = check(Question::Q4, design, &config);
+        let report = check(Question::NoStrandedAfterRollback, design, &config);
         assert_eq!(
             report.verdict("as designed", Property::NothingStranded),
             Some(Verdict::Holds),

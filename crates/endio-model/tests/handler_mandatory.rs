@@ -1,13 +1,14 @@
-//! Q1: no reachable state runs a deferred bio without a handler, in any
-//! design, and the finding points at endio's `Bio`, which makes such a bio
-//! unrepresentable (the compile_fail doctests of `crates/endio/src/bio.rs`).
+//! Handler mandatory: no reachable state runs a deferred bio without a
+//! handler, in any design, and the finding points at endio's `Bio`, which
+//! makes such a bio unrepresentable (the compile_fail doctests of
+//! `crates/endio/src/bio.rs`).
 
 use endio_model::{Config, Design, Property, Question, Verdict, check};
 
 #[test]
 fn no_deferred_bio_runs_without_a_handler() {
     for design in Design::ALL {
-        let report = check(Question::Q1, design, &Config::default());
+        let report = check(Question::HandlerMandatory, design, &Config::default());
         for property in [Property::HandlerPresent, Property::ExactlyOnce] {
             assert_eq!(
                 report.verdict("as designed", property),
@@ -31,7 +32,7 @@ fn three_cpus_and_four_bios_agree() {
         ..Config::default()
     };
     for design in Design::ALL {
-        let report = check(Question::Q1, design, &config);
+        let report = check(Question::HandlerMandatory, design, &config);
         assert_eq!(
             report.verdict("as designed", Property::HandlerPresent),
             Some(Verdict::Holds),
@@ -47,7 +48,7 @@ fn three_cpus_and_four_bios_agree() {
 
 #[test]
 fn finding_names_endio_bio() {
-    let finding = Question::Q1.finding();
+    let finding = Question::HandlerMandatory.finding();
     assert!(finding.contains("unrepresentable"), "{finding}");
     assert!(finding.contains("crates/endio/src/bio.rs"), "{finding}");
 }

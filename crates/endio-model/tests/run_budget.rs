@@ -1,10 +1,11 @@
-//! Q2: how many handlers a worker runs between `need_resched()` checks.
+//! Run budget: how many handlers a worker runs between `need_resched()`
+//! checks.
 //!
-//! The issue expected "without the `need_resched()` check a worker's run is
-//! bounded only by the batch size, with it by one handler". The model
-//! disagrees by one loop level, and the model is right about the code as
-//! posted: v6 checks `need_resched()` after the inner `while ((bio =
-//! bio_list_pop(&list)))` loop, i.e. once per *batch*. So:
+//! One might expect "without the `need_resched()` check a worker's run is
+//! bounded only by the batch size, with it by one handler". The code as
+//! posted has its check one loop level further out than that: v6 checks
+//! `need_resched()` after the inner `while ((bio = bio_list_pop(&list)))`
+//! loop, i.e. once per *batch*. So:
 //!
 //! - with the check as posted, the bound is the batch size: every bio that
 //!   was on the list runs back to back (n handlers with n bios in flight, for
@@ -29,7 +30,7 @@ fn bound(design: Design, bios: usize, case: &str) -> (Verdict, Option<Bound>) {
         bios: Some(bios),
         ..Config::default()
     };
-    let report = check(Question::Q2, design, &config);
+    let report = check(Question::RunBudget, design, &config);
     let result = report
         .result(case, Property::BoundedHandlerRun)
         .expect("checked");
@@ -37,7 +38,7 @@ fn bound(design: Design, bios: usize, case: &str) -> (Verdict, Option<Bound>) {
 }
 
 #[test]
-fn as_posted_bounded_only_by_the_batch_size() {
+fn run_budget_as_posted_is_the_batch_size() {
     for design in Design::ALL {
         for bios in 2..=4 {
             let n = u32::try_from(bios).unwrap();
@@ -57,7 +58,7 @@ fn as_posted_bounded_only_by_the_batch_size() {
 }
 
 #[test]
-fn without_the_check_unbounded() {
+fn run_budget_without_the_check_is_unbounded() {
     for design in Design::ALL {
         for bios in 1..=4 {
             assert_eq!(
@@ -66,7 +67,7 @@ fn without_the_check_unbounded() {
                 "{design}, {bios} bios"
             );
         }
-        let report = check(Question::Q2, design, &Config::default());
+        let report = check(Question::RunBudget, design, &Config::default());
         let trace = report
             .result(NO_CHECK, Property::BoundedHandlerRun)
             .unwrap()
@@ -88,7 +89,7 @@ fn without_the_check_unbounded() {
 }
 
 #[test]
-fn a_check_after_each_handler_bounds_it_by_one() {
+fn run_budget_with_a_check_after_each_handler_is_one() {
     for design in Design::ALL {
         for bios in 1..=4 {
             assert_eq!(
@@ -101,8 +102,8 @@ fn a_check_after_each_handler_bounds_it_by_one() {
 }
 
 #[test]
-fn counterexample_runs_the_whole_batch() {
-    let report = check(Question::Q2, Design::V6, &Config::default());
+fn run_budget_counterexample_runs_the_whole_batch() {
+    let report = check(Question::RunBudget, Design::V6, &Config::default());
     let trace = report
         .result(AS_DESIGNED, Property::BoundedHandlerRun)
         .unwrap()

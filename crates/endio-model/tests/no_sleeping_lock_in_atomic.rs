@@ -1,13 +1,17 @@
-//! Q3: on PREEMPT_RT v6 takes a sleeping lock (local_lock_t is a per-CPU
-//! spinlock_t there) in a context that must not sleep; v6-fixed and merged
-//! (local_irq_save()) do not, nor does an llist; without PREEMPT_RT v6 is
-//! fine.
+//! No sleeping lock in atomic context: on PREEMPT_RT v6 takes a sleeping
+//! lock (local_lock_t is a per-CPU spinlock_t there) in a context that must
+//! not sleep; v6-fixed and merged (local_irq_save()) do not, nor does an
+//! llist; without PREEMPT_RT v6 is fine.
 
 use endio_model::{Config, Design, Property, Question, Verdict, check};
 
 #[test]
 fn v6_sleeps_in_hard_irq_on_preempt_rt() {
-    let report = check(Question::Q3, Design::V6, &Config::default());
+    let report = check(
+        Question::NoSleepingLockInAtomic,
+        Design::V6,
+        &Config::default(),
+    );
     let result = report
         .result("PREEMPT_RT", Property::NoSleepInAtomic)
         .unwrap();
@@ -27,7 +31,7 @@ fn v6_sleeps_in_hard_irq_on_preempt_rt() {
 #[test]
 fn fixed_and_merged_take_no_sleeping_lock() {
     for design in [Design::V6Fixed, Design::Merged] {
-        let report = check(Question::Q3, design, &Config::default());
+        let report = check(Question::NoSleepingLockInAtomic, design, &Config::default());
         assert_eq!(
             report.verdict("PREEMPT_RT", Property::NoSleepInAtomic),
             Some(Verdict::Holds),
@@ -39,7 +43,7 @@ fn fixed_and_merged_take_no_sleeping_lock() {
 #[test]
 fn llist_and_non_rt_are_fine_for_every_design() {
     for design in Design::ALL {
-        let report = check(Question::Q3, design, &Config::default());
+        let report = check(Question::NoSleepingLockInAtomic, design, &Config::default());
         for case in ["PREEMPT_RT with an llist", "!PREEMPT_RT"] {
             assert_eq!(
                 report.verdict(case, Property::NoSleepInAtomic),

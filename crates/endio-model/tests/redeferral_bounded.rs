@@ -1,12 +1,12 @@
-//! Q6: under !PREEMPT_COUNT v6 re-defers a self-punting handler forever;
-//! with BIO_COMPLETE_IN_TASK as re-entry guard (v6-fixed, merged) it runs
-//! once. With PREEMPT_COUNT v6 terminates too.
+//! Re-deferral bounded: under !PREEMPT_COUNT v6 re-defers a self-punting
+//! handler forever; with BIO_COMPLETE_IN_TASK as re-entry guard (v6-fixed,
+//! merged) it runs once. With PREEMPT_COUNT v6 terminates too.
 
 use endio_model::{Config, Design, Property, Question, Verdict, check};
 
 #[test]
 fn v6_re_defers_forever_without_preempt_count() {
-    let report = check(Question::Q6, Design::V6, &Config::default());
+    let report = check(Question::RedeferralBounded, Design::V6, &Config::default());
     let result = report
         .result("!PREEMPT_COUNT", Property::BoundedRedeferral)
         .unwrap();
@@ -32,7 +32,7 @@ fn v6_re_defers_forever_without_preempt_count() {
 #[test]
 fn the_reentry_guard_terminates() {
     for design in [Design::V6Fixed, Design::Merged] {
-        let report = check(Question::Q6, design, &Config::default());
+        let report = check(Question::RedeferralBounded, design, &Config::default());
         for property in [Property::BoundedRedeferral, Property::ExactlyOnce] {
             assert_eq!(
                 report.verdict("!PREEMPT_COUNT", property),
@@ -45,7 +45,7 @@ fn the_reentry_guard_terminates() {
 
 #[test]
 fn with_preempt_count_v6_terminates() {
-    let report = check(Question::Q6, Design::V6, &Config::default());
+    let report = check(Question::RedeferralBounded, Design::V6, &Config::default());
     for property in [Property::BoundedRedeferral, Property::ExactlyOnce] {
         assert_eq!(
             report.verdict("PREEMPT_COUNT", property),
