@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use endio::Completer;
-use endio::sys::hotplug::{self, OnlineGuard};
+use endio::testing::hotplug::{self, OnlineGuard};
 use serde::Serialize;
 
 use crate::interrupt;

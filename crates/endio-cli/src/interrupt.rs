@@ -245,10 +245,10 @@ fn restore_cpus() {
         return;
     };
     for &cpu in &h.cpus {
-        let _ = endio::sys::hotplug::clear_fail(&root, cpu);
+        let _ = endio::testing::hotplug::clear_fail(&root, cpu);
         // A failed injection can make one bringup fail: try twice.
-        let result = endio::sys::hotplug::set_cpu_online(&root, cpu, true)
-            .or_else(|_| endio::sys::hotplug::set_cpu_online(&root, cpu, true));
+        let result = endio::testing::hotplug::set_cpu_online(&root, cpu, true)
+            .or_else(|_| endio::testing::hotplug::set_cpu_online(&root, cpu, true));
         if let Err(e) = result {
             eprintln!("warning: cannot bring CPU {cpu} back online: {e}");
         }

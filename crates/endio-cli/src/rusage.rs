@@ -2,10 +2,10 @@
 
 use anyhow::Context as _;
 
-pub(crate) use endio::sys::ResourceUsage as Usage;
+pub(crate) use endio::testing::ResourceUsage as Usage;
 
 /// The process's counters now.
 pub(crate) fn now() -> anyhow::Result<Usage> {
-    endio::sys::resource_usage()
+    endio::testing::resource_usage()
         .context("getrusage(RUSAGE_SELF) failed; context switches cannot be counted")
 }

@@ -9,7 +9,6 @@ use std::os::unix::fs::FileTypeExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use endio::io::cache;
 use serde::Serialize;
 
 use crate::bench::units::fmt_bytes;
@@ -75,12 +74,12 @@ fn stat_one(path: &Path) -> anyhow::Result<PathStat> {
         )
     })?;
     let size = if kind == "block_device" {
-        endio::sys::block_device_size(&file)
+        endio::testing::block_device_size(&file)
             .with_context(|| format!("cannot read the size of {}", path.display()))?
     } else {
         meta.len()
     };
-    let r = cache::residency(&file, 0..0)
+    let r = endio::residency(&file, 0..0)
         .with_context(|| format!("cannot read the page-cache residency of {}", path.display()))?;
     let pages = |b: u64| b / r.page_size.max(1);
     Ok(PathStat {
@@ -95,8 +94,8 @@ fn stat_one(path: &Path) -> anyhow::Result<PathStat> {
         writeback_pages: pages(r.writeback_bytes),
         page_size: r.page_size,
         source: match r.source {
-            cache::CacheStatSource::Cachestat => "cachestat",
-            cache::CacheStatSource::Mincore => "mincore",
+            endio::CacheStatSource::Cachestat => "cachestat",
+            endio::CacheStatSource::Mincore => "mincore",
         },
     })
 }

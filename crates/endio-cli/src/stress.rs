@@ -111,12 +111,8 @@ fn parse_fraction(s: &str) -> Result<f64, String> {
 
 /// Parses a non-zero duration such as `20ms`.
 fn parse_timeout(s: &str) -> Result<Duration, String> {
-    match endio::task::parse_duration(s) {
-        Some(d) if !d.is_zero() => Ok(d),
-        _ => Err(format!(
-            "{s:?} is not a duration; write e.g. 20ms, 500us or 1s"
-        )),
-    }
+    crate::bench::units::parse_runtime(s)
+        .map_err(|_| format!("{s:?} is not a duration; write e.g. 20ms, 500us or 1s"))
 }
 
 impl StressArgs {
@@ -273,7 +269,7 @@ impl Producer {
 /// atomic context. Returns `false` if it gave up because its bios stopped
 /// completing.
 fn produce(completer: &Completer, producer: &Arc<Producer>, cpu: usize, inflight: u64) -> bool {
-    if let Err(e) = endio::sys::pin_current_thread(cpu) {
+    if let Err(e) = endio::testing::pin_current_thread(cpu) {
         eprintln!(
             "endio stress: warning: a producer cannot pin itself to CPU {cpu} ({e}); it runs unpinned"
         );

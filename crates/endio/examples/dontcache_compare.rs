@@ -28,7 +28,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use endio::io::cache;
 use endio::{
     Backend, Bio, BioFlags, Completer, Device, DontcacheMode, EndedBio, Engine, OpenOptions,
 };
@@ -164,7 +163,7 @@ fn invalidate(paths: &[&Path]) -> std::io::Result<()> {
 
 fn resident(path: &Path) -> u64 {
     std::fs::File::open(path)
-        .and_then(|f| cache::residency(&f, 0..0))
+        .and_then(|f| endio::residency(&f, 0..0))
         .map_or(0, |r| r.cached_bytes)
 }
 
@@ -239,7 +238,7 @@ fn run_mode(
         );
         return Ok(());
     }
-    let usage0 = endio::sys::resource_usage()?;
+    let usage0 = endio::testing::resource_usage()?;
     let (tx, rx) = mpsc::sync_channel(1);
     let job = Arc::new(Job {
         dev: dev.clone(),
@@ -264,7 +263,7 @@ fn run_mode(
     let synced = srx.recv()?;
     dev.drain();
     let t_sync = start.elapsed().as_secs_f64();
-    let usage = endio::sys::resource_usage()?.since(&usage0);
+    let usage = endio::testing::resource_usage()?.since(&usage0);
     let mib = job.size as f64 / f64::from(1 << 20);
     let st = dev.dontcache_stats();
     println!(

@@ -225,7 +225,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .size(args.size),
         )?;
         let before = completer.stats().total;
-        let usage_before = endio::sys::resource_usage()?;
+        let usage_before = endio::testing::resource_usage()?;
         let start = Instant::now();
         let job = Arc::new(Job {
             dev: dev.clone(),
@@ -255,7 +255,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             dev.submit(Bio::flush(move |_| tx.send(()).unwrap()))?;
             rx.recv()?;
         }
-        let usage = endio::sys::resource_usage()?.since(&usage_before);
+        let usage = endio::testing::resource_usage()?.since(&usage_before);
         let stats = completer.stats().total;
         let ios = job.ios.load(Ordering::Relaxed);
         let iops = ios as f64 / elapsed;

@@ -9,24 +9,30 @@
 //!
 //! Start with [`Completer::builder`].
 
-pub mod bio;
+mod bio;
 pub mod context;
 mod counters;
 #[cfg(not(any(loom, shuttle)))]
-pub mod io;
+mod io;
 pub(crate) mod sync;
-pub mod sys;
-pub mod task;
+// Platform calls: crate-private; `pub` marks what `testing` re-exports for
+// endio's own tools and tests.
+#[allow(unreachable_pub)]
+#[cfg_attr(not(feature = "testing"), allow(dead_code, unused_imports))]
+mod sys;
+mod task;
+#[cfg(all(feature = "testing", not(any(loom, shuttle))))]
+pub mod testing;
 
 pub use bio::{Bio, BioFlags, Buf, EndedBio, Op};
-pub use context::ContextPolicy;
 #[cfg(not(any(loom, shuttle)))]
 pub use io::{
-    Backend, Device, DeviceKind, DontcacheMode, DontcacheStats, Engine, EngineBuilder, EngineError,
-    OpenError, OpenOptions, SubmitError, SubmitErrorKind, Verifier, VerifyError, VerifyStats,
-    WritebackErrors,
+    Backend, CacheStatSource, Device, DeviceKind, DontcacheMode, DontcacheStats, Engine,
+    EngineBuilder, EngineError, MAX_IO_BYTES, OpenError, OpenOptions, Residency, SubmitError,
+    SubmitErrorKind, UringUnavailable, Verifier, VerifyError, VerifyProblem, VerifyStats,
+    WritebackErrors, residency,
 };
 pub use task::{
-    Adaptive, Batching, Budget, BuildError, Completed, Completer, CpuStats, HotplugError,
-    PanicPolicy, Stats, StatsSnapshot,
+    Adaptive, Batching, Budget, BuildError, Completed, Completer, CompleterBuilder, CpuStats,
+    HotplugError, PanicPolicy, ParseBatchingError, Stats, StatsSnapshot,
 };

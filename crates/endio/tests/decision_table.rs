@@ -6,7 +6,8 @@ mod common;
 use std::sync::mpsc;
 
 use common::wait_idle;
-use endio::{Bio, BioFlags, Completed, Completer, ContextPolicy, context};
+use endio::context::ContextPolicy;
+use endio::{Bio, BioFlags, Completed, Completer, context};
 
 fn outcome(completer: &Completer, flagged: bool, atomic: bool) -> bool {
     let mut bio = Bio::nop(|_| {});

@@ -21,10 +21,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::io_target::{disk_dir, engine, loop_device_or_skip};
-use endio::io::cache::{self, CacheStatSource, Residency};
 use endio::{
     Backend, Bio, BioFlags, Completer, Device, DontcacheMode, Engine, OpenOptions, Verifier,
 };
+use endio::{CacheStatSource, Residency};
 
 const MIB: u64 = 1 << 20;
 /// What the write test writes.
@@ -55,7 +55,7 @@ impl Mode {
 }
 
 fn backend() -> Backend {
-    if endio::sys::probe_io_uring(Path::new("/proc")).is_ok() {
+    if endio::testing::probe_io_uring(Path::new("/proc")).is_ok() {
         Backend::Uring
     } else {
         Backend::Threads
@@ -64,7 +64,7 @@ fn backend() -> Backend {
 
 fn residency(path: &Path, range: Range<u64>) -> Residency {
     let f = File::open(path).expect("open for residency");
-    cache::residency(&f, range).expect("residency")
+    endio::residency(&f, range).expect("residency")
 }
 
 /// Writes dirty pages back and empties the cache of `path`.

@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::io_target::{disk_dir, engine, loop_device_or_skip};
-use endio::io::cache;
 use endio::{
     Backend, Bio, BioFlags, Completer, Device, DontcacheMode, Engine, OpenError, OpenOptions,
     SubmitErrorKind, context,
@@ -22,7 +21,7 @@ use endio::{
 const MIB: u64 = 1 << 20;
 
 fn uring_or_threads() -> Backend {
-    if endio::sys::probe_io_uring(Path::new("/proc")).is_ok() {
+    if endio::testing::probe_io_uring(Path::new("/proc")).is_ok() {
         Backend::Uring
     } else {
         Backend::Threads
@@ -75,7 +74,7 @@ fn read_all(dev: &Device, offset: u64, len: usize, flags: BioFlags) -> Vec<u8> {
 
 fn resident(path: &Path, range: std::ops::Range<u64>) -> u64 {
     let f = File::open(path).expect("open");
-    cache::residency(&f, range).expect("residency").cached_bytes
+    endio::residency(&f, range).expect("residency").cached_bytes
 }
 
 #[test]

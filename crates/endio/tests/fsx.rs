@@ -38,7 +38,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::io_target::{disk_dir, engine, loop_device_or_skip};
-use endio::io::cache::{self, CacheStatSource};
+use endio::CacheStatSource;
 use endio::{Backend, Bio, BioFlags, Buf, Device, DontcacheStats, EndedBio, Engine, OpenOptions};
 
 /// Bytes of the region the operations touch.
@@ -361,11 +361,11 @@ impl Fsx {
             return;
         }
         let file = std::fs::File::open(&self.path).expect("open for cachestat");
-        let r = cache::residency(&file, 0..SIZE).expect("residency");
+        let r = endio::residency(&file, 0..SIZE).expect("residency");
         if std::env::var_os("ENDIO_FSX_DEBUG").is_some() && r.cached_bytes > 0 {
             eprintln!("#{n}: after drain {r:?}");
             for pg in 0..SIZE / 4096 {
-                let one = cache::residency(&file, pg * 4096..(pg + 1) * 4096).unwrap();
+                let one = endio::residency(&file, pg * 4096..(pg + 1) * 4096).unwrap();
                 if one.cached_bytes > 0 && !self.debug_seen.contains(&pg) {
                     self.debug_seen.push(pg);
                     let (s, e) = (pg * 4096, (pg + 1) * 4096);
@@ -533,7 +533,7 @@ fn fsx(test: &str, path: &Path, mode: Mode, default_ops: u64) {
         .and_then(|v| Backend::parse_env(&v).ok().flatten())
     {
         Some(b) => b,
-        None if endio::sys::probe_io_uring(Path::new("/proc")).is_ok() => Backend::Uring,
+        None if endio::testing::probe_io_uring(Path::new("/proc")).is_ok() => Backend::Uring,
         None => Backend::Threads,
     };
     let (completer, engine) = engine(backend, 32);
@@ -565,7 +565,7 @@ fn fsx(test: &str, path: &Path, mode: Mode, default_ops: u64) {
     let start = Instant::now();
     fsx.run(ops);
     let end = std::fs::File::open(path)
-        .and_then(|f| cache::residency(&f, 0..SIZE))
+        .and_then(|f| endio::residency(&f, 0..SIZE))
         .expect("residency");
     fsx.close();
     let stats = fsx.stats;

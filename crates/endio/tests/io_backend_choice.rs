@@ -36,7 +36,7 @@ fn works(engine: &Engine) {
 #[test]
 fn builder_env_and_fallback_choose_the_backend() {
     let completer = Completer::builder().build().unwrap();
-    let uring_ok = endio::sys::probe_io_uring(std::path::Path::new("/proc")).is_ok();
+    let uring_ok = endio::testing::probe_io_uring(std::path::Path::new("/proc")).is_ok();
 
     // ENDIO_BACKEND picks the backend when the builder does not.
     for (value, want) in [

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::io_target::{backends, disk_dir, engine};
-use endio::io::verify::Problem;
+use endio::VerifyProblem;
 use endio::{Backend, Bio, BioFlags, OpenOptions, Verifier};
 
 const BS: usize = 4096;
@@ -85,7 +85,10 @@ fn one_corrupted_block_fails_verify_naming_its_offset() {
             let e = verifier.errors()[0];
             assert_eq!(e.offset, bad_offset, "{what}");
             assert_eq!(e.block, BAD);
-            assert!(matches!(e.problem, Problem::Checksum { .. }), "{what}: {e}");
+            assert!(
+                matches!(e.problem, VerifyProblem::Checksum { .. }),
+                "{what}: {e}"
+            );
             let msg = e.to_string();
             assert!(msg.contains(&format!("offset {bad_offset}")), "{msg}");
             assert!(msg.contains("crc32c mismatch"), "{msg}");

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 
 use common::wait_idle;
-use endio::{Bio, Completed, Completer, ContextPolicy, EndedBio};
+use endio::context::ContextPolicy;
+use endio::{Bio, Completed, Completer, EndedBio};
 
 const BIOS: u32 = 1000;
 

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Tally, wait_idle};
-use endio::sys::hotplug::{self, OnlineGuard};
+use endio::testing::hotplug::{self, OnlineGuard};
 use endio::{Completer, context};
 
 const SECONDS: u64 = 3;
@@ -65,7 +65,7 @@ fn nothing_is_lost_under_real_hotplug_with_rollbacks() {
             );
             std::thread::spawn(move || {
                 // Pinned while the CPU lives; the kernel moves us when it dies.
-                let _ = endio::sys::pin_current_thread(cpu);
+                let _ = endio::testing::pin_current_thread(cpu);
                 let mut issued = 0u64;
                 for n in 0..BIOS_PER_PRODUCER {
                     if stop.load(Ordering::Relaxed) {

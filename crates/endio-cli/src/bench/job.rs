@@ -78,7 +78,7 @@ impl Latencies {
     }
 
     fn record(&self, ns: u64) {
-        let i = endio::sys::current_cpu() % self.stripes.len();
+        let i = endio::testing::current_cpu() % self.stripes.len();
         self.stripes[i]
             .lock()
             .unwrap_or_else(|p| p.into_inner())

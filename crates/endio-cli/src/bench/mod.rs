@@ -336,15 +336,15 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if bs_min == 0 {
         bail!("--bs 0: a block size must be at least one byte; e.g. --bs 4k");
     }
-    if bs_max > endio::io::MAX_IO_BYTES {
+    if bs_max > endio::MAX_IO_BYTES {
         bail!(
             "--bs {}: larger than one I/O can be ({} bytes); e.g. --bs 1M",
             bs_max,
-            endio::io::MAX_IO_BYTES
+            endio::MAX_IO_BYTES
         );
     }
     let null_backend = args.backend.or_else(|| {
-        std::env::var(endio::io::BACKEND_ENV)
+        std::env::var(endio::Backend::ENV)
             .ok()
             .and_then(|v| Backend::parse_env(&v).ok().flatten())
     }) == Some(Backend::Null);
@@ -359,13 +359,13 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
         } else {
             bs_min
         };
-        if vb < endio::io::verify::BLOCK_MIN as u64
+        if vb < endio::Verifier::BLOCK_MIN as u64
             || !vb.is_multiple_of(8)
             || jobs.iter().any(|&(_, rw)| !bs_of(rw).is_multiple_of(vb))
         {
             bail!(
                 "--verify needs block sizes of at least {} bytes that are multiples of 8 and of each other; e.g. --bs 4k",
-                endio::io::verify::BLOCK_MIN
+                endio::Verifier::BLOCK_MIN
             );
         }
         Some(vb as usize)

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use endio::io::cache::{self, Residency};
+use endio::Residency;
 use endio::{Backend, Bio, Completer, Engine, OpenError, OpenOptions, Verifier};
 use serde::Serialize;
 
@@ -190,7 +190,7 @@ impl Target {
                         path.display()
                     )
                 })?;
-                let dev_size = endio::sys::block_device_size(&f)
+                let dev_size = endio::testing::block_device_size(&f)
                     .with_context(|| format!("cannot read the size of {}", path.display()))?;
                 let size = size.unwrap_or(dev_size);
                 if size > dev_size {
@@ -373,7 +373,7 @@ fn drop_cache(path: &Path) -> anyhow::Result<u64> {
     for _ in 0..20 {
         rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed)
             .with_context(|| format!("posix_fadvise(DONTNEED) of {}", path.display()))?;
-        left = cache::residency(&f, 0..0).map_or(0, |r| r.cached_bytes);
+        left = endio::residency(&f, 0..0).map_or(0, |r| r.cached_bytes);
         if left == 0 {
             break;
         }
@@ -392,6 +392,6 @@ pub(crate) struct Sampler {
 impl Sampler {
     /// Residency of the range the jobs use, if the kernel tells.
     pub(crate) fn sample(&self) -> Option<Residency> {
-        cache::residency(&self.file, 0..self.size).ok()
+        endio::residency(&self.file, 0..self.size).ok()
     }
 }

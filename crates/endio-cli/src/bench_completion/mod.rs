@@ -252,8 +252,18 @@ impl fmt::Display for Load {
 }
 
 fn parse_any_duration(s: &str) -> Result<Duration, String> {
-    endio::task::parse_duration(s)
-        .ok_or_else(|| format!("{s:?} is not a duration; write e.g. 3s, 500ms or 50us"))
+    let bad = || format!("{s:?} is not a duration; write e.g. 3s, 500ms or 50us");
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    match unit {
+        "ns" => Ok(Duration::from_nanos(n)),
+        "us" | "µs" => Ok(Duration::from_micros(n)),
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        _ => Err(bad()),
+    }
 }
 
 fn parse_positive_duration(s: &str) -> Result<Duration, String> {
@@ -316,7 +326,7 @@ fn dedup<T: PartialEq + Copy>(items: &[T]) -> Vec<T> {
 
 /// Runs `endio bench-completion`.
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
-    let cpus = endio::sys::read_cpu_list(Path::new("/sys"), "online")
+    let cpus = endio::testing::read_cpu_list(Path::new("/sys"), "online")
         .context("cannot learn which CPUs are online")?;
     let plan = args.plan(cpus);
     let started = report::MachineState::now();
@@ -358,7 +368,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
 
 /// Pins the calling thread to `cpu`, warning if it cannot.
 fn pin(cpu: usize, who: &str) {
-    if let Err(e) = endio::sys::pin_current_thread(cpu) {
+    if let Err(e) = endio::testing::pin_current_thread(cpu) {
         eprintln!(
             "endio bench-completion: warning: a {who} cannot pin itself to CPU {cpu} ({e}); it runs unpinned"
         );
@@ -638,7 +648,7 @@ fn produce<C: Contender>(
     pin(cpu, "producer");
     if load.rate_per_s().is_some() {
         // Sleeps of a few µs must not be stretched by the 50 µs default.
-        let _ = endio::sys::set_timer_slack_ns(1_000);
+        let _ = endio::testing::set_timer_slack_ns(1_000);
     }
     let period = load
         .rate_per_s()

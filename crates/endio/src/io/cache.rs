@@ -14,7 +14,7 @@ use std::io;
 use std::ops::Range;
 use std::os::fd::AsFd;
 
-pub use crate::sys::CacheStatSource;
+use crate::sys::CacheStatSource;
 
 /// The page-cache state of a byte range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -11,7 +11,7 @@ use crate::bio::{Bio, Op};
 /// (`MAX_RW_COUNT`: `INT_MAX` rounded down to a page).
 pub const MAX_IO_BYTES: u64 = 0x7fff_f000;
 
-/// What kind of problem made [`Device::submit`] refuse a bio.
+/// What kind of problem made [`Device::submit`](crate::Device::submit) refuse a bio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum SubmitErrorKind {
@@ -35,7 +35,7 @@ pub enum SubmitErrorKind {
     /// One I/O larger than the kernel transfers in one call.
     TooLarge,
     /// Every slot is taken, or the dontcache backlog is full, and the
-    /// caller may not wait (atomic context, or [`Device::try_submit`]).
+    /// caller may not wait (atomic context, or [`Device::try_submit`](crate::Device::try_submit)).
     Busy,
     /// The engine is shut down.
     ShutDown,

@@ -8,9 +8,6 @@ use std::time::Duration;
 
 use crate::sys::UringUnavailable;
 
-/// The environment variable that picks a backend when the builder does not.
-pub const BACKEND_ENV: &str = "ENDIO_BACKEND";
-
 /// Where the I/O is performed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -25,6 +22,10 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// The environment variable that picks a backend when the builder does
+    /// not: `ENDIO_BACKEND=uring|threads|null|auto`.
+    pub const ENV: &'static str = "ENDIO_BACKEND";
+
     /// The name `ENDIO_BACKEND` takes.
     pub fn name(self) -> &'static str {
         match self {
@@ -64,7 +65,7 @@ impl FromStr for Backend {
     }
 }
 
-/// Why an [`Engine`] could not be built.
+/// Why an [`Engine`](crate::Engine) could not be built.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EngineError {

@@ -204,8 +204,8 @@ impl Device {
     }
 
     /// Which dontcache path the device's I/O takes: `None` unless it was
-    /// opened with [`OpenOptions::dontcache`] (or
-    /// [`dontcache_emulated`](OpenOptions::dontcache_emulated)). A memory
+    /// opened with [`OpenOptions::dontcache`](crate::OpenOptions::dontcache) (or
+    /// [`dontcache_emulated`](crate::OpenOptions::dontcache_emulated)). A memory
     /// device of the null backend reports [`DontcacheMode::Emulated`]: the
     /// emulation's protocol runs (backlog, writeback stage, drop bios
     /// through the completer, coalescing) with no system calls, since

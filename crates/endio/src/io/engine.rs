@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::Duration;
 
-use super::config::{BACKEND_ENV, Backend, Config, EngineError};
+use super::config::{Backend, Config, EngineError};
 use super::device::Device;
 use super::lane::{Bell, Doorbell, Lane, RingBell};
 use super::open::{self, OpenError, OpenOptions};
@@ -220,7 +220,7 @@ impl EngineBuilder {
             )));
         }
         let from_env = if self.backend.is_none() && self.use_env {
-            match std::env::var(BACKEND_ENV) {
+            match std::env::var(Backend::ENV) {
                 Ok(v) => Backend::parse_env(&v)?,
                 Err(_) => None,
             }

@@ -134,7 +134,7 @@
 //! * `writeback.rs`, `lane.rs`, `cache.rs`, `verify.rs`, `config.rs`,
 //!   `null/memory.rs`: the leaves.
 
-pub mod cache;
+mod cache;
 mod check;
 mod config;
 mod device;
@@ -148,15 +148,17 @@ mod shared;
 mod state;
 mod threads;
 mod uring;
-pub mod verify;
+mod verify;
 mod writeback;
 
+pub use crate::sys::{CacheStatSource, UringUnavailable};
+pub use cache::{Residency, residency};
 pub use check::{MAX_IO_BYTES, SubmitError, SubmitErrorKind};
-pub use config::{BACKEND_ENV, Backend, EngineError};
+pub use config::{Backend, EngineError};
 pub use device::Device;
 pub use dontcache::{DontcacheMode, DontcacheStats};
 pub use engine::{Engine, EngineBuilder};
 pub use open::{OpenError, OpenOptions};
 pub use state::DeviceKind;
-pub use verify::{Verifier, VerifyError, VerifyStats};
+pub use verify::{Problem as VerifyProblem, Verifier, VerifyError, VerifyStats};
 pub use writeback::WritebackErrors;

@@ -112,8 +112,9 @@ impl OpenOptions {
     /// is turned off for the device. Not with [`direct`](Self::direct),
     /// which bypasses the cache anyway: the open is refused. A single bio
     /// can be made dontcache on any buffered device with
-    /// [`BioFlags::DONTCACHE`](crate::BioFlags::DONTCACHE). The README's
-    /// dontcache section has the steps and why they lose nothing.
+    /// [`BioFlags::DONTCACHE`](crate::BioFlags::DONTCACHE). The steps of the
+    /// emulation and why they lose nothing are argued in
+    /// `src/io/dontcache/mod.rs`.
     #[must_use]
     pub fn dontcache(mut self, yes: bool) -> OpenOptions {
         self.dontcache = yes;

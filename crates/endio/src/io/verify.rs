@@ -25,10 +25,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Bytes of the header at the start of every block.
-pub const HEADER_LEN: usize = 32;
+pub(crate) const HEADER_LEN: usize = 32;
 
 /// The smallest verify block size.
-pub const BLOCK_MIN: usize = 64;
+pub(crate) const BLOCK_MIN: usize = 64;
 
 const MAGIC: [u8; 4] = *b"eNdV";
 
@@ -131,12 +131,12 @@ fn read_u64(block: &[u8], at: usize) -> u64 {
 }
 
 /// Fills one block (its length is the block size: at least
-/// [`BLOCK_MIN`], a multiple of 8) for `offset` with the pattern of `seed`.
+/// [`Verifier::BLOCK_MIN`], a multiple of 8) for `offset` with the pattern of `seed`.
 ///
 /// # Panics
 ///
-/// If the block is shorter than [`BLOCK_MIN`] or not a multiple of 8 bytes.
-pub fn fill_block(block: &mut [u8], offset: u64, seed: u64) {
+/// If the block is shorter than [`Verifier::BLOCK_MIN`] or not a multiple of 8 bytes.
+pub(crate) fn fill_block(block: &mut [u8], offset: u64, seed: u64) {
     check_block_size(block.len());
     let block_size = block.len() as u64;
     block[0..4].copy_from_slice(&MAGIC);
@@ -152,7 +152,7 @@ pub fn fill_block(block: &mut [u8], offset: u64, seed: u64) {
 }
 
 /// Checks one block read at `offset` against the pattern of `seed`.
-pub fn check_block(block: &[u8], offset: u64, seed: u64) -> Result<(), VerifyError> {
+pub(crate) fn check_block(block: &[u8], offset: u64, seed: u64) -> Result<(), VerifyError> {
     check_block_size(block.len());
     let error = |problem| VerifyError {
         offset,
@@ -201,11 +201,14 @@ pub struct Verifier {
 }
 
 impl Verifier {
+    /// The smallest block the pattern fits in (its header and a checksum).
+    pub const BLOCK_MIN: usize = BLOCK_MIN;
+
     /// A verifier of blocks of `block_size` bytes for the run `seed`.
     ///
     /// # Panics
     ///
-    /// If `block_size` is below [`BLOCK_MIN`] or not a multiple of 8.
+    /// If `block_size` is below [`Verifier::BLOCK_MIN`] or not a multiple of 8.
     pub fn new(block_size: usize, seed: u64) -> Verifier {
         check_block_size(block_size);
         Verifier {

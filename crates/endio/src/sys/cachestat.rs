@@ -25,7 +25,7 @@ pub struct CacheStat {
     pub recently_evicted: u64,
 }
 
-/// How [`cache_stat`] learned the residency.
+/// How `cache_stat` learned the residency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheStatSource {
     /// `cachestat(2)`: cached, dirty and writeback pages.

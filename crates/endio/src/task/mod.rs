@@ -132,7 +132,7 @@ mod stats;
 mod watcher;
 mod worker;
 
-pub use policy::{Adaptive, Batching, Budget, PanicPolicy, ParseBatchingError, parse_duration};
+pub use policy::{Adaptive, Batching, Budget, PanicPolicy, ParseBatchingError};
 pub use stats::{CpuStats, Stats, StatsSnapshot};
 
 use std::fmt;
@@ -235,8 +235,8 @@ impl Completer {
     /// A builder with the defaults: adaptive batching, 1024 handlers or 1 ms
     /// per run, tracked context, panics contained, workers pinned, stall
     /// rescue after 200 ms, the hotplug watcher on.
-    pub fn builder() -> Builder {
-        Builder::default()
+    pub fn builder() -> CompleterBuilder {
+        CompleterBuilder::default()
     }
 
     /// Completes `bio` (`bio_endio()`).
@@ -385,15 +385,15 @@ impl Drop for Handle {
 
 /// Builds a [`Completer`].
 #[derive(Debug, Clone)]
-pub struct Builder {
+pub struct CompleterBuilder {
     config: Config,
     sysfs_root: PathBuf,
     hotplug_watcher: bool,
 }
 
-impl Default for Builder {
-    fn default() -> Builder {
-        Builder {
+impl Default for CompleterBuilder {
+    fn default() -> CompleterBuilder {
+        CompleterBuilder {
             config: Config {
                 batching: Batching::default(),
                 budget: Budget::default(),
@@ -413,7 +413,7 @@ impl Default for Builder {
 pub enum BuildError {
     /// The CPU lists could not be read.
     #[error(
-        "cannot learn the machine's CPUs from {root}: {source}; mount sysfs at /sys or point Builder::sysfs_root at a copy"
+        "cannot learn the machine's CPUs from {root}: {source}; mount sysfs at /sys or point CompleterBuilder::sysfs_root at a copy"
     )]
     Cpus {
         /// The sysfs root that was read.
@@ -439,33 +439,33 @@ pub enum BuildError {
     Invalid(String),
 }
 
-impl Builder {
+impl CompleterBuilder {
     /// The batching policy (default: [`Batching::Adaptive`]).
-    pub fn batching(mut self, batching: Batching) -> Builder {
+    pub fn batching(mut self, batching: Batching) -> CompleterBuilder {
         self.config.batching = batching;
         self
     }
 
     /// The run budget of a worker (default: 1024 handlers or 1 ms).
-    pub fn budget(mut self, budget: Budget) -> Builder {
+    pub fn budget(mut self, budget: Budget) -> CompleterBuilder {
         self.config.budget = budget;
         self
     }
 
     /// How atomic context is decided (default: [`ContextPolicy::Tracked`]).
-    pub fn context_policy(mut self, policy: ContextPolicy) -> Builder {
+    pub fn context_policy(mut self, policy: ContextPolicy) -> CompleterBuilder {
         self.config.context_policy = policy;
         self
     }
 
     /// What a panicking handler does (default: [`PanicPolicy::Contain`]).
-    pub fn panic_policy(mut self, policy: PanicPolicy) -> Builder {
+    pub fn panic_policy(mut self, policy: PanicPolicy) -> CompleterBuilder {
         self.config.panic_policy = policy;
         self
     }
 
     /// Whether workers pin themselves to their CPU (default: yes).
-    pub fn pin_workers(mut self, pin: bool) -> Builder {
+    pub fn pin_workers(mut self, pin: bool) -> CompleterBuilder {
         self.config.pin_workers = pin;
         self
     }
@@ -473,21 +473,21 @@ impl Builder {
     /// How long a drainer may stay inside one handler before the rest of
     /// its batch is handed to a rescue thread (default: 200 ms); `None`
     /// turns rescue off.
-    pub fn stall_timeout(mut self, timeout: Option<Duration>) -> Builder {
+    pub fn stall_timeout(mut self, timeout: Option<Duration>) -> CompleterBuilder {
         self.config.stall_timeout = timeout;
         self
     }
 
     /// Whether a watcher thread follows the machine's CPU hotplug events and
     /// drives the lifecycle (default: yes).
-    pub fn hotplug_watcher(mut self, on: bool) -> Builder {
+    pub fn hotplug_watcher(mut self, on: bool) -> CompleterBuilder {
         self.hotplug_watcher = on;
         self
     }
 
     /// Where sysfs is mounted (default: `/sys`); the possible and online CPU
     /// lists are read below it.
-    pub fn sysfs_root(mut self, root: impl Into<PathBuf>) -> Builder {
+    pub fn sysfs_root(mut self, root: impl Into<PathBuf>) -> CompleterBuilder {
         self.sysfs_root = root.into();
         self
     }
@@ -495,7 +495,7 @@ impl Builder {
     /// Starts one worker per online CPU, the stall watchdog and the hotplug
     /// watcher.
     pub fn build(self) -> Result<Completer, BuildError> {
-        let Builder {
+        let CompleterBuilder {
             config,
             sysfs_root,
             hotplug_watcher,

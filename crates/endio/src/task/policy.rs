@@ -137,7 +137,7 @@ impl fmt::Display for Batching {
 }
 
 /// Parses `250ns`, `50us`, `1ms`, `2s`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
+pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit())?;
     let (n, unit) = s.split_at(split);

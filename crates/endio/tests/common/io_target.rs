@@ -129,7 +129,7 @@ pub fn loop_device_or_skip(test: &str, size: u64, sector_size: Option<u32>) -> O
 /// allows it (printed otherwise).
 pub fn backends() -> Vec<Backend> {
     let mut v = Vec::new();
-    match endio::sys::probe_io_uring(Path::new("/proc")) {
+    match endio::testing::probe_io_uring(Path::new("/proc")) {
         Ok(()) => v.push(Backend::Uring),
         Err(e) => eprintln!("io_uring backend not tested: {e}"),
     }

@@ -15,8 +15,9 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Pins the calling thread to `cpu`, or panics saying why.
 pub fn pin(cpu: usize) {
-    endio::sys::pin_current_thread(cpu).unwrap_or_else(|e| panic!("cannot pin to CPU {cpu}: {e}"));
-    assert_eq!(endio::sys::current_cpu(), cpu);
+    endio::testing::pin_current_thread(cpu)
+        .unwrap_or_else(|e| panic!("cannot pin to CPU {cpu}: {e}"));
+    assert_eq!(endio::testing::current_cpu(), cpu);
 }
 
 /// Counts how often each of `n` handlers ran.

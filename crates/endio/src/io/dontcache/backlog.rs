@@ -138,8 +138,8 @@ impl Dontcache {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::mode::DontcacheMode;
+    use super::*;
 
     #[test]
     fn the_backlog_bounds_bytes_and_lets_one_large_io_in() {

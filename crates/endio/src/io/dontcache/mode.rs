@@ -15,7 +15,7 @@ use crate::sys::{self, DontcacheProbe};
 pub enum DontcacheMode {
     /// The kernel's `RWF_DONTCACHE` on every read and write; writes also
     /// get endio's writeback wait and drop of what the kernel left cached
-    /// (see the [module docs](self)).
+    /// (its steps are argued in `src/io/dontcache/mod.rs`).
     Native,
     /// endio's drop-behind: writeback, then `POSIX_FADV_DONTNEED` of the
     /// pages the I/O brought in, in task context through the completer.
