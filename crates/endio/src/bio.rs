@@ -4,7 +4,7 @@
 //! and the fields are private. When the handler runs it is moved out and the
 //! request is handed to it as an [`EndedBio`], a type that has no handler and
 //! cannot be completed or deferred again. So "a deferred bio without a
-//! handler" (review Q1 of the seed, the `NULL` `bi_end_io` question) cannot be
+//! handler" (a `NULL` `bi_end_io`) cannot be
 //! written down at all:
 //!
 //! ```compile_fail
@@ -97,7 +97,7 @@ pub(crate) struct Node {
     flags: BioFlags,
     /// `>= 0`: bytes transferred; `< 0`: a negated errno.
     res: i64,
-    /// The bio went through a per-CPU batch (the re-entry guard of review Q6).
+    /// The bio went through a per-CPU batch (the re-entry guard that bounds re-deferral).
     deferred: bool,
     handler: Option<Handler>,
 }

@@ -12,7 +12,7 @@
 //! [`ContextPolicy::AlwaysAtomic`] makes every thread count as atomic except
 //! endio's own workers, which are task context by construction. Together with
 //! the re-entry guard of [`Completer::complete_in_task`] this can never defer a
-//! bio forever (review Q6).
+//! bio forever (re-deferral is bounded).
 //!
 //! [`Completer::complete_in_task`]: crate::Completer::complete_in_task
 

@@ -10,10 +10,10 @@ use std::time::Duration;
 use super::cache::Residency;
 use super::check::{SubmitError, SubmitErrorKind};
 use super::config::Backend;
-use super::dontcache::{Dontcache, DontcacheMode, DontcacheStats, Route};
+use super::dontcache::{Dontcache, DontcacheMode, DontcacheStats, Routing};
 use super::request::{Request, Wait};
 use super::shared::EngineShared;
-use super::state::{Behind, Description, DeviceKind, DeviceState};
+use super::state::{Description, DeviceKind, DeviceState, FollowUp};
 use super::writeback::WritebackErrors;
 use crate::bio::{Bio, BioFlags, Buf, Op};
 use crate::context;
@@ -101,7 +101,7 @@ impl Device {
             return Err(SubmitError::new(kind, message, bio));
         }
         let route = match dev.dontcache_for(&bio) {
-            None => Route::PLAIN,
+            None => Routing::PLAIN,
             Some(dc) => match dc.route(dev.io(), &bio, may_wait, || dev.drop_bio()) {
                 Ok(route) => route,
                 Err(()) => {
@@ -110,13 +110,13 @@ impl Device {
                 }
             },
         };
-        let behind = route.plan.map(Behind);
+        let behind = route.plan.map(FollowUp);
         // A write waits for its write-back on a description taken now,
         // before the write is issued (see `writeback.rs`): a dontcache
         // write, to drop clean pages; a WAIT_WRITEBACK write, for its result.
         let hold =
             bio.op() == Op::Write && bio.flags().contains(BioFlags::WAIT_WRITEBACK) && !dev.direct;
-        let wait = if hold || behind.as_ref().is_some_and(Behind::writes) {
+        let wait = if hold || behind.as_ref().is_some_and(FollowUp::writes) {
             match dev.wb.acquire(dev.file()) {
                 Ok(waiter) => Some(Wait::new(waiter, hold)),
                 Err(e) => {
@@ -164,7 +164,7 @@ impl Device {
     }
 
     /// A refused submit gives its dontcache unit back.
-    fn unreserve(&self, behind: Option<Behind>) {
+    fn unreserve(&self, behind: Option<FollowUp>) {
         if let (Some(behind), Some(dc)) = (behind, self.handle.shared.dontcache()) {
             dc.unreserve(behind.0);
         }

@@ -17,7 +17,7 @@ use super::{null, threads, uring};
 use crate::sys::{self, EventFd, UringUnavailable};
 use crate::task::Completer;
 
-/// Runs a backend and opens devices on it. Cheap to clone; the backend's
+/// DropRuns a backend and opens devices on it. Cheap to clone; the backend's
 /// threads stop when the last clone is dropped, after completing (or
 /// cancelling, with `ECANCELED`) every bio they hold. Devices opened on it
 /// refuse new bios from then on.

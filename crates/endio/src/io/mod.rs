@@ -21,7 +21,7 @@
 //! buf.fill(0xab);
 //! dev.submit(
 //!     Bio::write(0, buf, |done| {
-//!         // Runs in task context (a completer worker): may block, allocate, lock.
+//!         // DropRuns in task context (a completer worker): may block, allocate, lock.
 //!         assert_eq!(done.result().unwrap(), 4096);
 //!     })
 //!     .with_flags(BioFlags::COMPLETE_IN_TASK),

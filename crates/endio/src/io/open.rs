@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::config::Backend;
 use super::device::Device;
-use super::dontcache::{self, BACKLOG_BYTES_MAX_DEFAULT, Dontcache, DontcacheMode, Setup};
+use super::dontcache::{self, BACKLOG_BYTES_MAX_DEFAULT, Dontcache, DontcacheMode, DontcacheSetup};
 use super::null::memory::MemStore;
 use super::shared::EngineShared;
 use super::state::{DeviceKind, DeviceState, Target};
@@ -416,7 +416,7 @@ fn open_file(
         } else {
             dontcache::probe_mode(&file, o.read, size, engine.backend).map_err(io_err)?
         };
-        let setup = Setup {
+        let setup = DontcacheSetup {
             mode,
             forced: o.dontcache_emulated,
             backlog_bytes_max: o
@@ -476,7 +476,7 @@ fn open_memory(
     };
     let dontcache = OnceLock::new();
     if o.wants_dontcache() {
-        let setup = Setup {
+        let setup = DontcacheSetup {
             mode: DontcacheMode::Emulated,
             forced: o.dontcache_emulated,
             backlog_bytes_max: o

@@ -5,14 +5,14 @@
 //! A request knows its bio, its device, the descriptor to issue on and the
 //! `RWF_*` flags; a write that waits for its write-back also carries its
 //! [`Wait`], and the device may attach a follow-up of its own
-//! ([`Behind`]), which the completion step hands back to the device. No
+//! ([`FollowUp`]), which the completion step hands back to the device. No
 //! backend looks inside either.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 
 use super::lane::Slots;
-use super::state::{Behind, Description, DeviceState};
+use super::state::{Description, DeviceState, FollowUp};
 use super::writeback::Waiter;
 use crate::bio::{Bio, BioFlags, Op};
 use crate::context;
@@ -33,7 +33,7 @@ pub(crate) struct Request {
     /// the request is its write-back stage.
     pub(crate) wait: Option<Wait>,
     /// The device's follow-up, handed back to it at the end.
-    pub(crate) behind: Option<Behind>,
+    pub(crate) behind: Option<FollowUp>,
 }
 
 /// A write's wait for its own write-back (see `writeback.rs`).
@@ -199,7 +199,7 @@ fn complete(completer: &Completer, req: Request, res: i64) -> Option<Request> {
                         Some(bio)
                     } else {
                         completer.endio(bio);
-                        behind.as_mut().and_then(Behind::take_stage_bio)
+                        behind.as_mut().and_then(FollowUp::take_stage_bio)
                     };
                     if let Some(stage_bio) = stage_bio {
                         let hold = w.hold;

@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use super::config::Backend;
-use super::dontcache::{self, Dontcache, Io, Plan};
+use super::dontcache::{self, Dontcache, DropPlan, Io};
 use super::lane::Inflight;
 use super::null::memory::MemStore;
 use super::writeback::WbState;
@@ -49,9 +49,9 @@ pub(crate) enum Description {
 /// The device's follow-up of one request, opaque to the request and the
 /// backends: a dontcache I/O's drop-behind.
 #[derive(Debug)]
-pub(crate) struct Behind(pub(crate) Plan);
+pub(crate) struct FollowUp(pub(crate) DropPlan);
 
-impl Behind {
+impl FollowUp {
     /// Whether the I/O is a write, which waits for its write-back.
     pub(crate) fn writes(&self) -> bool {
         self.0.writes()
@@ -173,7 +173,7 @@ impl DeviceState {
     }
 
     /// The follow-up's step 4 (atomic context): the I/O transferred `res`.
-    pub(crate) fn transferred(&self, behind: &mut Behind, res: i64) {
+    pub(crate) fn transferred(&self, behind: &mut FollowUp, res: i64) {
         if let Some(dc) = self.dontcache() {
             dontcache::transferred(dc, &mut behind.0, res);
         }
@@ -181,7 +181,7 @@ impl DeviceState {
 
     /// The follow-up's end without a write-back stage; `dev` is dropped
     /// before the unit can be released (see `dontcache::not_written`).
-    pub(crate) fn not_written(dev: Arc<Self>, completer: &Completer, behind: Behind, res: i64) {
+    pub(crate) fn not_written(dev: Arc<Self>, completer: &Completer, behind: FollowUp, res: i64) {
         if let Some(dc) = dev.dontcache.get().cloned() {
             dontcache::not_written(completer, &dc, dev, behind.0, res);
         }
@@ -191,7 +191,7 @@ impl DeviceState {
     pub(crate) fn written_back(
         dev: Arc<Self>,
         completer: &Completer,
-        behind: Behind,
+        behind: FollowUp,
         stage_bio: Option<Bio>,
         res: i64,
     ) {

@@ -14,7 +14,7 @@
 //! the inbox into SQEs and submits the whole batch with one
 //! `io_uring_enter`, which also waits for completions. That gives the three
 //! fio flags (falling back to fewer on kernels that refuse them, see
-//! [`SETUPS`]), batched submission for free, and no lock around the
+//! `RING_SETUPS`), batched submission for free, and no lock around the
 //! submission queue.
 //!
 //! The reaper sleeps in `io_uring_enter(GETEVENTS)`; it keeps a read of its
@@ -24,8 +24,8 @@
 //! # Bounds
 //!
 //! A lane has `queue_depth` slots (`lane.rs`, invariant 1), so at most
-//! `queue_depth` requests are in the reaper's slab (a dontcache writeback
-//! stage holds the slot of its write, see `dontcache.rs`); the SQ has at least
+//! `queue_depth` requests are in the reaper's slab (a write-back stage holds
+//! the slot of its write, see `request.rs`); the SQ has at least
 //! `queue_depth + 2` entries (the +2: the eventfd read and one cancel), so a
 //! push into the SQ never fails, and the CQ has twice the SQ's entries, so
 //! it never overflows.
@@ -64,35 +64,60 @@ const CANCEL: u64 = u64::MAX - 1;
 /// the SQ when task work is pending, so a submit that does not wait still
 /// runs deferred completions (`GETEVENTS`) instead of leaving them for the
 /// next wait.
-pub(crate) const SETUPS: [(&str, bool, bool, bool); 4] = [
-    (
-        "COOP_TASKRUN|TASKRUN_FLAG|SINGLE_ISSUER|DEFER_TASKRUN",
-        true,
-        true,
-        true,
-    ),
-    ("COOP_TASKRUN|TASKRUN_FLAG|SINGLE_ISSUER", true, true, false),
-    ("COOP_TASKRUN|TASKRUN_FLAG", true, false, false),
-    ("none", false, false, false),
+const RING_SETUPS: [RingSetup; 4] = [
+    RingSetup {
+        name: "COOP_TASKRUN|TASKRUN_FLAG|SINGLE_ISSUER|DEFER_TASKRUN",
+        coop_taskrun: true,
+        single_issuer: true,
+        defer_taskrun: true,
+    },
+    RingSetup {
+        name: "COOP_TASKRUN|TASKRUN_FLAG|SINGLE_ISSUER",
+        coop_taskrun: true,
+        single_issuer: true,
+        defer_taskrun: false,
+    },
+    RingSetup {
+        name: "COOP_TASKRUN|TASKRUN_FLAG",
+        coop_taskrun: true,
+        single_issuer: false,
+        defer_taskrun: false,
+    },
+    RingSetup {
+        name: "none",
+        coop_taskrun: false,
+        single_issuer: false,
+        defer_taskrun: false,
+    },
 ];
+
+/// One set of ring flags to try.
+struct RingSetup {
+    /// As `Engine::ring_flags` reports it.
+    name: &'static str,
+    /// `COOP_TASKRUN | TASKRUN_FLAG`.
+    coop_taskrun: bool,
+    single_issuer: bool,
+    defer_taskrun: bool,
+}
 
 /// Builds the ring with the first setup the kernel takes.
 fn build_ring(entries: u32) -> io::Result<(IoUring, &'static str)> {
     let mut last = None;
-    for &(name, coop, single, defer) in &SETUPS {
+    for setup in &RING_SETUPS {
         let mut b = IoUring::builder();
         b.setup_clamp().setup_cqsize(entries * 2);
-        if coop {
+        if setup.coop_taskrun {
             b.setup_coop_taskrun().setup_taskrun_flag();
         }
-        if single {
+        if setup.single_issuer {
             b.setup_single_issuer();
         }
-        if defer {
+        if setup.defer_taskrun {
             b.setup_defer_taskrun();
         }
         match b.build(entries) {
-            Ok(ring) => return Ok((ring, name)),
+            Ok(ring) => return Ok((ring, setup.name)),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = Some(e),
             Err(e) => return Err(e),
         }

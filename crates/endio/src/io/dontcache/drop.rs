@@ -8,7 +8,7 @@ use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 
 use super::mode::DontcacheMode;
-use super::state::{Dontcache, Io, LEFTOVER_KEY, Scratch, UNITS_MAX, page_size};
+use super::state::{Dontcache, FlushScratch, Io, LEFTOVER_KEY, UNITS_MAX, page_size};
 use super::stats::add;
 use crate::sys;
 
@@ -85,8 +85,8 @@ impl Dontcache {
     /// times ([`LEFTOVER_AGE_MAX`] while busy) and [`LEFTOVERS_MAX`]
     /// ranges, and later dontcache I/O of the device inherits its pages as
     /// it inherits pending drops.
-    fn drop_ranges(&self, io: Io<'_>, scratch: &mut Scratch, sync_first: bool) -> u64 {
-        let Scratch {
+    fn drop_ranges(&self, io: Io<'_>, scratch: &mut FlushScratch, sync_first: bool) -> u64 {
+        let FlushScratch {
             ranges, leftovers, ..
         } = scratch;
         let fresh = ranges.len() as u64;

@@ -164,6 +164,6 @@ mod stats;
 
 pub use mode::DontcacheMode;
 pub(crate) use mode::probe_mode;
-pub(crate) use plan::{Plan, Route, not_written, transferred, written_back};
-pub(crate) use state::{BACKLOG_BYTES_MAX_DEFAULT, Dontcache, Io, Setup};
+pub(crate) use plan::{DropPlan, Routing, not_written, transferred, written_back};
+pub(crate) use state::{BACKLOG_BYTES_MAX_DEFAULT, Dontcache, DontcacheSetup, Io};
 pub use stats::DontcacheStats;

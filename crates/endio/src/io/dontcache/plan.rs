@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 use super::drop::coalesce;
 use super::mode::DontcacheMode;
-use super::state::{Dontcache, Io, Runs, Unit, page_size};
+use super::state::{BacklogEntry, Dontcache, DropRuns, Io, page_size};
 use super::stats::add;
 use crate::bio::{Bio, Op};
 use crate::io::cache;
@@ -18,14 +18,14 @@ use crate::task::Completer;
 
 /// The emulation's part of a request.
 #[derive(Debug)]
-pub(crate) struct Plan {
+pub(crate) struct DropPlan {
     /// Taken when the request becomes its write-back stage (whose bio it
     /// then is).
     drop_bio: Option<Bio>,
-    unit: Unit,
+    unit: BacklogEntry,
 }
 
-impl Plan {
+impl DropPlan {
     /// Whether the I/O is a write, which waits for its write-back.
     pub(crate) fn writes(&self) -> bool {
         self.unit.write
@@ -39,15 +39,15 @@ impl Plan {
 
 /// How one bio goes to the backend.
 #[derive(Debug)]
-pub(crate) struct Route {
+pub(crate) struct Routing {
     pub(crate) rw_flags: i32,
     /// Issue it on the device's read-only description without readahead.
     pub(crate) no_readahead: bool,
-    pub(crate) plan: Option<Plan>,
+    pub(crate) plan: Option<DropPlan>,
 }
 
-impl Route {
-    pub(crate) const PLAIN: Route = Route {
+impl Routing {
+    pub(crate) const PLAIN: Routing = Routing {
         rw_flags: 0,
         no_readahead: false,
         plan: None,
@@ -86,7 +86,7 @@ fn inherit(pages: &Range<u64>, runs: &mut Vec<Range<u64>>, pending: &[(u64, Rang
 /// Step 4, in atomic context: the I/O of a request that carries a plan
 /// transferred `res` bytes (or failed); the caller's bio is completed by
 /// the shared completion step.
-pub(crate) fn transferred(dc: &Dontcache, plan: &mut Plan, res: i64) {
+pub(crate) fn transferred(dc: &Dontcache, plan: &mut DropPlan, res: i64) {
     let n = u64::try_from(res).unwrap_or(0);
     plan.unit.len = plan.unit.len.min(n);
     if n > 0 {
@@ -107,7 +107,7 @@ pub(crate) fn not_written<O>(
     completer: &Completer,
     dc: &Arc<Dontcache>,
     owner: O,
-    mut plan: Plan,
+    mut plan: DropPlan,
     res: i64,
 ) {
     if res < 0 {
@@ -124,7 +124,7 @@ pub(crate) fn written_back<O>(
     completer: &Completer,
     dc: &Arc<Dontcache>,
     owner: O,
-    mut plan: Plan,
+    mut plan: DropPlan,
     drop_bio: Option<Bio>,
     res: i64,
 ) {
@@ -150,8 +150,8 @@ pub(crate) fn written_back<O>(
 
 /// Steps 4/5's end: the unit becomes ready and its drop bio is deferred,
 /// or, with nothing to drop, the unit is released at once.
-fn make_ready<O>(completer: &Completer, dc: &Arc<Dontcache>, owner: O, plan: Plan) {
-    let Plan { drop_bio, unit, .. } = plan;
+fn make_ready<O>(completer: &Completer, dc: &Arc<Dontcache>, owner: O, plan: DropPlan) {
+    let DropPlan { drop_bio, unit, .. } = plan;
     if unit.nothing_to_drop() && !unit.registered {
         let (reserved, completed) = (unit.reserved, unit.completed);
         drop(drop_bio);
@@ -183,7 +183,7 @@ impl Dontcache {
         bio: &Bio,
         may_wait: bool,
         drop_bio: impl FnOnce() -> Bio,
-    ) -> Result<Route, ()> {
+    ) -> Result<Routing, ()> {
         let read = bio.op() == Op::Read;
         let no_readahead = read && !self.whole_device && self.read_fd.is_some();
         let len = bio.buf().len() as u64;
@@ -192,7 +192,7 @@ impl Dontcache {
             add(&self.c.native_ios, 1);
             // The kernel drops what the read brought in before the read
             // returns (in task context, so it always can).
-            return Ok(Route {
+            return Ok(Routing {
                 rw_flags: sys::RWF_DONTCACHE,
                 no_readahead,
                 plan: None,
@@ -215,7 +215,7 @@ impl Dontcache {
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
         let mut registered = false;
         let runs = match io.file {
-            None => Runs::All,
+            None => DropRuns::All,
             Some(file) => {
                 let mut runs = Vec::new();
                 let queried = cache::uncached_runs(file, pages.clone(), &mut runs);
@@ -247,19 +247,19 @@ impl Dontcache {
                 let kept = (pages.end - pages.start) - uncached;
                 add(&self.c.kept_bytes, kept * page);
                 if runs.len() == 1 && runs[0] == pages {
-                    Runs::All
+                    DropRuns::All
                 } else {
-                    Runs::Some(runs)
+                    DropRuns::Some(runs)
                 }
             }
         };
         let drop_bio = drop_bio();
-        Ok(Route {
+        Ok(Routing {
             rw_flags: if native { sys::RWF_DONTCACHE } else { 0 },
             no_readahead,
-            plan: Some(Plan {
+            plan: Some(DropPlan {
                 drop_bio: Some(drop_bio),
-                unit: Unit {
+                unit: BacklogEntry {
                     key,
                     registered,
                     offset: bio.offset(),
@@ -276,7 +276,7 @@ impl Dontcache {
     }
 
     /// A refused submit gives its unit back (its plan is dropped unused).
-    pub(crate) fn unreserve(&self, plan: Plan) {
+    pub(crate) fn unreserve(&self, plan: DropPlan) {
         if plan.unit.registered {
             self.forget(&mut [plan.unit.key]);
         }

@@ -44,7 +44,7 @@ pub(super) const LEFTOVER_KEY: u64 = 0;
 
 /// The pages of one dontcache I/O to drop, as page-index runs.
 #[derive(Debug)]
-pub(super) enum Runs {
+pub(super) enum DropRuns {
     /// Every page the I/O covers (nothing was cached, or no page cache).
     All,
     /// Only these (ascending, disjoint; may be empty).
@@ -54,7 +54,7 @@ pub(super) enum Runs {
 /// One dontcache I/O's drop-behind: reserved at submit, made ready by the
 /// thread that completes it, dropped by a flush.
 #[derive(Debug)]
-pub(super) struct Unit {
+pub(super) struct BacklogEntry {
     /// Names the unit's entries in the pending list.
     pub(super) key: u64,
     /// Its runs are in the pending list (removed by the flush).
@@ -62,7 +62,7 @@ pub(super) struct Unit {
     pub(super) offset: u64,
     /// Bytes of the I/O; at completion, the bytes transferred.
     pub(super) len: u64,
-    pub(super) runs: Runs,
+    pub(super) runs: DropRuns,
     /// Bytes charged to the backlog.
     pub(super) reserved: u64,
     /// Bytes charged to `inflight` (completion to drop).
@@ -75,7 +75,7 @@ pub(super) struct Unit {
     pub(super) keep: bool,
 }
 
-impl Unit {
+impl BacklogEntry {
     /// The page range the transferred bytes touch.
     pub(super) fn pages(&self) -> Range<u64> {
         let page = page_size();
@@ -95,8 +95,8 @@ impl Unit {
             return;
         }
         match &self.runs {
-            Runs::All => out.push(pages),
-            Runs::Some(runs) => {
+            DropRuns::All => out.push(pages),
+            DropRuns::Some(runs) => {
                 for r in runs {
                     let (s, e) = (r.start.max(pages.start), r.end.min(pages.end));
                     if s < e {
@@ -108,13 +108,15 @@ impl Unit {
     }
 
     pub(super) fn nothing_to_drop(&self) -> bool {
-        self.keep || self.pages().is_empty() || matches!(&self.runs, Runs::Some(r) if r.is_empty())
+        self.keep
+            || self.pages().is_empty()
+            || matches!(&self.runs, DropRuns::Some(r) if r.is_empty())
     }
 }
 
 /// What a flush works with, under the flush lock.
 #[derive(Debug, Default)]
-pub(super) struct Scratch {
+pub(super) struct FlushScratch {
     /// This flush's page runs.
     pub(super) ranges: Vec<Range<u64>>,
     /// Keys of the units taken.
@@ -133,7 +135,7 @@ pub(crate) struct Dontcache {
     /// off.
     pub(super) read_fd: Option<File>,
     pub(super) backlog_bytes_max: u64,
-    pub(super) ready: ArrayQueue<Unit>,
+    pub(super) ready: ArrayQueue<BacklogEntry>,
     pub(super) backlog_units: AtomicU32,
     pub(super) backlog_bytes: AtomicU64,
     pub(super) completed_bytes: AtomicU64,
@@ -144,7 +146,7 @@ pub(crate) struct Dontcache {
     pub(super) flushes_taken: AtomicU64,
     /// Serialises flushes (so they can coalesce); holds their scratch and
     /// the leftovers.
-    pub(super) flush: Mutex<Scratch>,
+    pub(super) flush: Mutex<FlushScratch>,
     /// Page runs of units whose drop is not done yet, by unit key (at most
     /// [`UNITS_MAX`] units; short critical sections, no system calls).
     pub(super) pending: Mutex<Vec<(u64, Range<u64>)>>,
@@ -165,7 +167,7 @@ impl fmt::Debug for Dontcache {
 
 /// What the open of a dontcache device decided.
 #[derive(Debug)]
-pub(crate) struct Setup {
+pub(crate) struct DontcacheSetup {
     pub(crate) mode: DontcacheMode,
     pub(crate) forced: bool,
     pub(crate) backlog_bytes_max: u64,
@@ -174,7 +176,7 @@ pub(crate) struct Setup {
 impl Dontcache {
     /// The state of a device opened dontcache; turns readahead off on its
     /// descriptor.
-    pub(crate) fn for_device(file: Option<&File>, setup: &Setup) -> io::Result<Dontcache> {
+    pub(crate) fn for_device(file: Option<&File>, setup: &DontcacheSetup) -> io::Result<Dontcache> {
         if let Some(f) = file {
             sys::no_readahead(f.as_fd())?;
         }
@@ -236,7 +238,7 @@ impl Dontcache {
             release_seq: AtomicU32::new(0),
             waiters: AtomicU32::new(0),
             flushes_taken: AtomicU64::new(0),
-            flush: Mutex::new(Scratch::default()),
+            flush: Mutex::new(FlushScratch::default()),
             pending: Mutex::new(Vec::new()),
             next_key: AtomicU64::new(LEFTOVER_KEY + 1),
             c: Counters::default(),
@@ -288,12 +290,12 @@ mod tests {
     #[test]
     fn runs_are_clipped_to_the_bytes_transferred() {
         let page = page_size();
-        let mut unit = Unit {
+        let mut unit = BacklogEntry {
             key: 0,
             registered: false,
             offset: page / 2,
             len: 3 * page,
-            runs: Runs::Some(vec![0..1, 2..4]),
+            runs: DropRuns::Some(vec![0..1, 2..4]),
             reserved: 3 * page,
             completed: 0,
             write: false,
@@ -311,7 +313,7 @@ mod tests {
         unit.len = 0;
         assert!(unit.nothing_to_drop());
         unit.len = page;
-        unit.runs = Runs::All;
+        unit.runs = DropRuns::All;
         out.clear();
         unit.push_runs(&mut out);
         assert_eq!(out, vec![0..2]);
