@@ -273,13 +273,7 @@ impl Shared {
     }
 
     pub(crate) fn lock_control(&self, cpu: usize) -> MutexGuard<'_, Control> {
-        // A poisoned lock can only come from a panic in endio's own code
-        // between lock and unlock (handlers run unlocked); the state is
-        // consistent at every unlock point, so go on.
-        self.cpus[cpu]
-            .control
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.cpus[cpu].control.lock()
     }
 
     /// Step 6: one drain run of `cpu`'s batch in the calling thread as
@@ -395,9 +389,7 @@ impl Shared {
     }
 
     fn lock_lifecycle(&self) -> MutexGuard<'_, ()> {
-        self.lifecycle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.lifecycle.lock()
     }
 
     fn check_cpu(&self, cpu: usize) -> Result<(), HotplugError> {
@@ -479,10 +471,7 @@ impl Shared {
         // one is revoked by the watchdog, which releases the token too.
         control.sync_waiters += 1;
         while control.drainer.is_some() {
-            control = per_cpu
-                .drained
-                .wait(control)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            control = per_cpu.drained.wait(control);
         }
         control.sync_waiters -= 1;
         Ok(())
@@ -568,10 +557,7 @@ impl Shared {
         let shared = self.self_arc();
         let join = thread::Builder::new().name(name).spawn(move || f(shared))?;
         let thread = join.thread().clone();
-        self.threads
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(join);
+        self.threads.lock().push(join);
         Ok(thread)
     }
 
@@ -633,12 +619,7 @@ impl Shared {
         self.shutdown.store(true, Ordering::Release);
         let me = thread::current().id();
         loop {
-            let threads = std::mem::take(
-                &mut *self
-                    .threads
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
-            );
+            let threads = std::mem::take(&mut *self.threads.lock());
             if threads.is_empty() {
                 break;
             }
