@@ -121,6 +121,7 @@
 //! per-CPU ordering for the stalled handler: the rest runs while it is still
 //! inside.
 
+mod error;
 #[cfg(all(test, loom))]
 mod loom_tests;
 mod policy;
@@ -132,6 +133,7 @@ mod stats;
 mod watcher;
 mod worker;
 
+pub use error::{BuildError, HotplugError};
 pub use policy::{Adaptive, Batching, Budget, PanicPolicy, ParseBatchingError, parse_duration};
 pub use stats::{CpuStats, Stats, StatsSnapshot};
 
@@ -186,49 +188,6 @@ pub struct Completer {
 /// Owns the threads; dropping it stops them.
 struct Handle {
     shared: Arc<Shared>,
-}
-
-/// A lifecycle call that could not be done.
-#[derive(Debug, thiserror::Error)]
-pub enum HotplugError {
-    /// The CPU number is not a possible CPU.
-    #[error("CPU {cpu} is not a possible CPU of this machine (CPUs 0-{}); see /sys/devices/system/cpu/possible", possible - 1)]
-    NoSuchCpu {
-        /// The CPU asked for.
-        cpu: usize,
-        /// How many CPUs are possible.
-        possible: usize,
-    },
-    /// `cpu_down_prep` on a CPU whose work is not enabled.
-    #[error("CPU {cpu} is not online; call cpu_online({cpu}) first")]
-    NotOnline {
-        /// The CPU.
-        cpu: usize,
-    },
-    /// `cpu_down_prep` on the last online CPU.
-    #[error("CPU {cpu} is the last online CPU; bring another online before taking it down")]
-    LastCpu {
-        /// The CPU.
-        cpu: usize,
-    },
-    /// `cpu_dead` without `cpu_down_prep` first.
-    #[error(
-        "CPU {cpu} was not prepared for offline; call cpu_down_prep({cpu}) before cpu_dead({cpu})"
-    )]
-    NotDownPrepared {
-        /// The CPU.
-        cpu: usize,
-    },
-    /// The CPU's worker could not be started.
-    #[error(
-        "cannot start the endio worker for CPU {cpu}: {source}; raise the thread limit (ulimit -u) or free memory"
-    )]
-    Spawn {
-        /// The CPU.
-        cpu: usize,
-        /// What went wrong.
-        source: io::Error,
-    },
 }
 
 impl Completer {
@@ -314,7 +273,7 @@ impl Completer {
     /// had one, re-pins the worker, and requeues it if bios are waiting.
     /// Calling it for an online CPU does nothing.
     pub fn cpu_online(&self, cpu: usize) -> Result<(), HotplugError> {
-        self.handle.shared.cpu_online(cpu)
+        worker::cpu_online(&self.handle.shared, cpu, true)
     }
 
     /// `cpu_down_prep`: disables `cpu`'s work and waits until no drain of it
@@ -379,7 +338,7 @@ impl fmt::Debug for Completer {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.shared.shut_down();
+        worker::shut_down(&self.shared);
     }
 }
 
@@ -406,37 +365,6 @@ impl Default for Builder {
             hotplug_watcher: true,
         }
     }
-}
-
-/// Why a [`Completer`] could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    /// The CPU lists could not be read.
-    #[error(
-        "cannot learn the machine's CPUs from {root}: {source}; mount sysfs at /sys or point Builder::sysfs_root at a copy"
-    )]
-    Cpus {
-        /// The sysfs root that was read.
-        root: PathBuf,
-        /// What went wrong.
-        source: io::Error,
-    },
-    /// A thread could not be started.
-    #[error("cannot start an endio thread: {0}")]
-    Spawn(#[from] HotplugError),
-    /// A thread other than a worker could not be started.
-    #[error(
-        "cannot start the endio {what} thread: {source}; raise the thread limit (ulimit -u) or free memory"
-    )]
-    Thread {
-        /// Which thread.
-        what: &'static str,
-        /// What went wrong.
-        source: io::Error,
-    },
-    /// A setting is out of range.
-    #[error("invalid setting: {0}")]
-    Invalid(String),
 }
 
 impl Builder {
@@ -524,16 +452,16 @@ impl Builder {
             )));
         };
         let stall_timeout = config.stall_timeout;
-        let shared = Shared::new(last, config);
+        let shared = Arc::new(Shared::new(last, config));
         // From here on, dropping the handle stops whatever was started.
         let handle = Handle {
             shared: Arc::clone(&shared),
         };
         for &cpu in online.iter().filter(|&&c| c <= last) {
-            shared.bring_online(cpu, false)?;
+            worker::cpu_online(&shared, cpu, false)?;
         }
         if let Some(timeout) = stall_timeout {
-            watcher::spawn_thread(&shared, "endio-watchdog", move |s| {
+            worker::spawn(&shared, "endio-watchdog".to_owned(), move |s| {
                 worker::watchdog_main(&s, timeout)
             })
             .map_err(|source| BuildError::Thread {
