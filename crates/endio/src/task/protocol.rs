@@ -1,7 +1,12 @@
 //! The one copy of the protocol: what happens on defer, drain, requeue,
-//! online, down_prep, dead and rescue. The workers, the watchdog, the hotplug
+//! online, down_prep, dead and rescue (the steps are numbered and argued in
+//! the docs of `task/mod.rs`). The workers, the watchdog, the hotplug
 //! watcher, the public API and the shuttle/loom tests all drive these
 //! functions; none re-implements them.
+//!
+//! This file starts no thread: `cpu_online` and `rescue_stalled` are handed
+//! the function that starts a worker or a rescuer (`worker.rs` has them), and
+//! the statistics are read and summed in `stats.rs`.
 
 use std::any::Any;
 use std::fmt;

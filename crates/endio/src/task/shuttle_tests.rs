@@ -54,12 +54,13 @@ fn sysfs() -> &'static PathBuf {
 /// What the test thread does to CPU 1 while the producers run.
 #[derive(Debug, Clone, Copy)]
 enum Steps {
-    /// down_prep, then online: a rolled-back offline (review Q4).
+    /// down_prep, then online: a rolled-back offline (nothing may be
+    /// stranded).
     Rollback,
     /// down_prep, dead, online: a full offline and back.
     OfflineOnline,
-    /// A rescue of whatever drainer is inside a handler (review Q5's
-    /// cross-CPU drain), then a rolled-back offline.
+    /// A rescue of whatever drainer is inside a handler (a rescuer drains
+    /// the CPU from another thread), then a rolled-back offline.
     RescueThenRollback,
 }
 

@@ -1,13 +1,17 @@
 //! Statistics: per-CPU counters, cheap enough to stay on, declared once.
 //!
 //! Each CPU's counters come in three groups, each on the cache line of the
-//! threads that write it. Producer counters sit on the line of the CPU's list
-//! head, which a producer on that CPU owns anyway for its push. Drain
-//! counters sit on a line of their own and are written by whoever holds the
-//! CPU's drain token (one thread at a time, plain relaxed loads and stores),
-//! except `panics` and `handlers`, which any drainer, and an inline
-//! completion for `panics`, bumps with an atomic add. Lifecycle counters are
-//! bumped by hotplug calls, rescues and the rare redirected push.
+//! threads that write it:
+//!
+//! - producer counters, on the line of the CPU's list head, which a producer
+//!   on that CPU owns anyway for its push;
+//! - drain counters, on a line of their own, written by whoever holds the
+//!   CPU's drain token (one thread at a time: plain relaxed loads and
+//!   stores), `wakeups` by the worker alone, and `handlers` and `panics` with
+//!   an atomic add (a revoked drainer counts its last handler too, and an
+//!   inline completion whose handler panicked counts the panic);
+//! - lifecycle counters, bumped by hotplug calls, rescues and the rare
+//!   redirected push.
 
 use crate::sync::{AtomicU64, Ordering};
 
@@ -21,9 +25,8 @@ crate::counters::counters! {
             /// Bios whose handler ran inline, in the completing thread.
             inline: sum,
         }
-        /// Counters written by the holder of the CPU's drain token (and
-        /// `wakeups` by the worker alone, `handlers` and `panics` by atomic
-        /// adds).
+        /// Counters written by the holder of the CPU's drain token (see the
+        /// module docs for the exceptions).
         DrainCounters {
             /// Deferred bios whose handler has run.
             handlers: sum,

@@ -146,7 +146,7 @@ fn worker_main(shared: &Shared, cpu: usize) {
                 thread::yield_now();
                 false
             }
-            // Disabled (down_prep'd): `cpu_online` unparks us. Busy (a
+            // Disabled (after `cpu_down_prep`): `cpu_online` unparks us. Busy (a
             // rescuer drains): it unparks us when done.
             RunEnd::Disabled | RunEnd::Busy => true,
             // We stalled and were rescued: look again.
