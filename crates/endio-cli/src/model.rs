@@ -290,20 +290,20 @@ fn endio_checks(question: Question) -> Vec<EndioCheck> {
         )],
         Question::RunBudget => vec![test(
             Property::BoundedHandlerRun,
-            "tests/q2_budget.rs: a 200k flood; runs end at the budget, overrun by at most one handler",
-            &["test", "-p", "endio", "--release", "--test", "q2_budget"],
+            "tests/run_budget.rs: a 200k flood; runs end at the budget, overrun by at most one handler",
+            &["test", "-p", "endio", "--release", "--test", "run_budget"],
         )],
         Question::NoSleepingLockInAtomic => vec![
             test(
                 Property::NoSleepInAtomic,
-                "tests/q3_producer_never_waits.rs: 100k pushes return while the worker is blocked",
+                "tests/producer_never_blocks.rs: 100k pushes return while the worker is blocked",
                 &[
                     "test",
                     "-p",
                     "endio",
                     "--release",
                     "--test",
-                    "q3_producer_never_waits",
+                    "producer_never_blocks",
                 ],
             ),
             EndioCheck {
@@ -348,8 +348,15 @@ fn endio_checks(question: Question) -> Vec<EndioCheck> {
         ],
         Question::RedeferralBounded => vec![test(
             Property::BoundedRedeferral,
-            "tests/q6_reentry.rs: AlwaysAtomic, a handler that always punts; the deferred mark as guard",
-            &["test", "-p", "endio", "--release", "--test", "q6_reentry"],
+            "tests/redeferral_bounded.rs: AlwaysAtomic, a handler that always punts; the deferred mark as guard",
+            &[
+                "test",
+                "-p",
+                "endio",
+                "--release",
+                "--test",
+                "redeferral_bounded",
+            ],
         )],
     }
 }

@@ -22,7 +22,8 @@
 #[cfg(not(any(loom, shuttle)))]
 mod imp {
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
-    pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+    pub(crate) use std::sync::{Arc, MutexGuard};
+    pub(crate) use std::sync::{Condvar as RawCondvar, Mutex as RawMutex};
 
     /// A thread-local with a `const` initializer (no lazy-init check on
     /// access); under loom, loom's thread-local, which takes no `const`.
@@ -48,8 +49,9 @@ mod imp {
 
 #[cfg(loom)]
 mod imp {
+    pub(crate) use loom::sync::MutexGuard;
     pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
-    pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
+    pub(crate) use loom::sync::{Condvar as RawCondvar, Mutex as RawMutex};
     // std's Arc, as under shuttle: the completer keeps a `Weak` to itself,
     // which loom's Arc lacks, and reference counts are not what the loom
     // models check.
@@ -89,8 +91,9 @@ mod imp {
 
 #[cfg(all(shuttle, not(loom)))]
 mod imp {
+    pub(crate) use shuttle::sync::MutexGuard;
     pub(crate) use shuttle::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
-    pub(crate) use shuttle::sync::{Condvar, Mutex, MutexGuard};
+    pub(crate) use shuttle::sync::{Condvar as RawCondvar, Mutex as RawMutex};
     // Shuttle models `std::sync::Arc` as it is (its counts are atomics that
     // cannot race in a way that matters to the protocol).
     pub(crate) use std::sync::Arc;
@@ -125,6 +128,59 @@ mod imp {
 }
 
 pub(crate) use imp::*;
+
+/// A mutex whose `lock` cannot fail: the std (or loom, shuttle) mutex with
+/// poisoning ignored.
+///
+/// A lock is poisoned when a thread panics while holding it. endio runs no
+/// foreign code under its locks (handlers run with the lock released), so a
+/// poisoned lock can only come from a panic in endio's own code between lock
+/// and unlock; the state is consistent at every unlock point, so the next
+/// holder goes on.
+pub(crate) struct Mutex<T> {
+    raw: RawMutex<T>,
+}
+
+impl<T> Mutex<T> {
+    pub(crate) fn new(value: T) -> Mutex<T> {
+        Mutex {
+            raw: RawMutex::new(value),
+        }
+    }
+
+    /// Blocks until the lock is ours.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        self.raw
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A condition variable for [`Mutex`], poisoning ignored likewise.
+pub(crate) struct Condvar {
+    raw: RawCondvar,
+}
+
+impl Condvar {
+    pub(crate) fn new() -> Condvar {
+        Condvar {
+            raw: RawCondvar::new(),
+        }
+    }
+
+    /// Releases `guard`, waits for a notification (or a spurious wakeup:
+    /// callers loop on their condition) and takes the lock again.
+    pub(crate) fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+        self.raw
+            .wait(guard)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Wakes every waiter.
+    pub(crate) fn notify_all(&self) {
+        self.raw.notify_all();
+    }
+}
 
 /// Monotonic time as the protocol sees it.
 pub(crate) use std::time::Instant;

@@ -17,8 +17,9 @@
 //!
 //! Producer (any thread, atomic or not; never blocks, never allocates):
 //!
-//! 1. P marks the bio deferred and pushes it onto `queue[c]` with one CAS.
-//! 2. If the CAS replaced an empty head (the empty→non-empty transition), P
+//! 1. P marks the bio deferred and pushes it onto `queue[c]` with one
+//!    compare-and-swap.
+//! 2. If the compare-and-swap replaced an empty head (the empty→non-empty transition), P
 //!    unparks `W[c]`. Otherwise P does nothing more: the bios already there
 //!    have woken `W[c]`, which has not yet taken them.
 //! 3. If `queue[c]` is closed (no worker serves `c`), the bio is handed back
@@ -34,16 +35,16 @@
 //!    (reversed to completion order) into the control block and run the
 //!    handlers one by one, the control lock released around each handler,
 //!    until a take finds the queue empty (go to 4) or the run budget is spent.
-//! 7. Budget spent (the `need_resched()` analog, review Q2): count a requeue,
-//!    keep the untaken rest in the control block, `yield_now()` and go to 6
-//!    without parking.
+//! 7. Budget spent (the run budget, the `need_resched()` analog): count a
+//!    requeue, keep the untaken rest in the control block, `yield_now()` and
+//!    go to 6 without parking.
 //!
 //! # Why no wakeup is lost
 //!
 //! 1. Only a worker's take-all (or a close) empties `queue[c]`; call the last
 //!    such write before `W[c]` parks in step 4 `N`. `W[c]` parks only after a
 //!    read of `queue[c]` returned empty.
-//! 2. Every push is a CAS on the head, so all pushes and takes of `queue[c]`
+//! 2. Every push is a compare-and-swap on the head, so all pushes and takes of `queue[c]`
 //!    are totally ordered. The first push after `N` in that order finds the
 //!    head empty, so by step 2 it unparks `W[c]`.
 //! 3. `park`/`unpark` keep a token: an unpark that comes before the park makes
@@ -90,20 +91,20 @@
 //!     CPU returns) and unpark it. A rolled-back offline is 8 then 10 without
 //!     9.
 //!
-//! Why nothing is stranded (review Q4): a bio is pushed either to an open
-//! queue or, refused by a closed one, to another (step 3). A bio in an open
-//! queue of an `Online` CPU is run by the no-lost-wakeup argument above. A
-//! bio pushed while `c` is `DownPrepared` stays in the queue; the state then
-//! changes only by 9, which takes and runs it, or by 10, which unparks the
-//! worker *after* making the work enabled — this is the requeue the v6 patch
-//! lacked: there, the push that found the list empty had its `queue_work`
-//! refused (work disabled) and, after the rollback, later pushes found the
-//! list non-empty and queued nothing. Here the unpark in 10 comes after
-//! every such push (they happened before 10 took the lock, or they see the
-//! work enabled and unpark themselves), so the worker takes the queue. A
-//! closed queue holds nothing: 9 closes and takes in one atomic swap.
-//! Nothing runs twice: every path that runs a bio first takes it out of the
-//! one list that owned it, under the lock or by an atomic swap.
+//! Why nothing is stranded after a rolled-back offline: a bio is pushed
+//! either to an open queue or, refused by a closed one, to another (step 3).
+//! A bio in an open queue of an `Online` CPU is run by the no-lost-wakeup
+//! argument above. A bio pushed while `c` is `DownPrepared` stays in the
+//! queue; the state then changes only by 9, which takes and runs it, or by
+//! 10, which unparks the worker *after* making the work enabled — this is the
+//! requeue the v6 patch lacked: there, the push that found the list empty had
+//! its `queue_work` refused (work disabled) and, after the rollback, later
+//! pushes found the list non-empty and queued nothing. Here the unpark in 10
+//! comes after every such push (they happened before 10 took the lock, or
+//! they see the work enabled and unpark themselves), so the worker takes the
+//! queue. A closed queue holds nothing: 9 closes and takes in one atomic
+//! swap. Nothing runs twice: every path that runs a bio first takes it out of
+//! the one list that owned it, under the lock or by an atomic swap.
 //!
 //! # Stall rescue
 //!
@@ -113,14 +114,14 @@
 //! `stall_timeout` loses the drain token, and a rescue thread drains the rest
 //! of the batch and whatever is queued behind it. The stalled drainer, when
 //! its handler returns, sees that its token is gone and touches nothing.
-//! Cross-CPU draining is safe by construction, the bug class of review Q5
-//! cannot occur: producers touch only the lock-free queue, whose take-all is
-//! an atomic swap valid from any thread, and the batch is guarded by the CPU's
-//! own mutex, not by a "local" lock that means "this CPU" and so protects
-//! nothing against a thread running elsewhere. A rescue does give up the
-//! per-CPU ordering for the stalled handler: the rest runs while it is still
-//! inside.
+//! Cross-CPU draining by the rescuer is safe by construction: producers touch
+//! only the lock-free queue, whose take-all is an atomic swap valid from any
+//! thread, and the batch is guarded by the CPU's own mutex, not by a "local"
+//! lock that means "this CPU" and so protects nothing against a thread
+//! running elsewhere. A rescue does give up the per-CPU ordering for the
+//! stalled handler: the rest runs while it is still inside.
 
+mod error;
 #[cfg(all(test, loom))]
 mod loom_tests;
 mod policy;
@@ -132,6 +133,7 @@ mod stats;
 mod watcher;
 mod worker;
 
+pub use error::{BuildError, HotplugError};
 pub use policy::{Adaptive, Batching, Budget, PanicPolicy, ParseBatchingError};
 pub use stats::{CpuStats, Stats, StatsSnapshot};
 
@@ -188,49 +190,6 @@ struct Handle {
     shared: Arc<Shared>,
 }
 
-/// A lifecycle call that could not be done.
-#[derive(Debug, thiserror::Error)]
-pub enum HotplugError {
-    /// The CPU number is not a possible CPU.
-    #[error("CPU {cpu} is not a possible CPU of this machine (CPUs 0-{}); see /sys/devices/system/cpu/possible", possible - 1)]
-    NoSuchCpu {
-        /// The CPU asked for.
-        cpu: usize,
-        /// How many CPUs are possible.
-        possible: usize,
-    },
-    /// `cpu_down_prep` on a CPU whose work is not enabled.
-    #[error("CPU {cpu} is not online; call cpu_online({cpu}) first")]
-    NotOnline {
-        /// The CPU.
-        cpu: usize,
-    },
-    /// `cpu_down_prep` on the last online CPU.
-    #[error("CPU {cpu} is the last online CPU; bring another online before taking it down")]
-    LastCpu {
-        /// The CPU.
-        cpu: usize,
-    },
-    /// `cpu_dead` without `cpu_down_prep` first.
-    #[error(
-        "CPU {cpu} was not prepared for offline; call cpu_down_prep({cpu}) before cpu_dead({cpu})"
-    )]
-    NotDownPrepared {
-        /// The CPU.
-        cpu: usize,
-    },
-    /// The CPU's worker could not be started.
-    #[error(
-        "cannot start the endio worker for CPU {cpu}: {source}; raise the thread limit (ulimit -u) or free memory"
-    )]
-    Spawn {
-        /// The CPU.
-        cpu: usize,
-        /// What went wrong.
-        source: io::Error,
-    },
-}
-
 impl Completer {
     /// A builder with the defaults: adaptive batching, 1024 handlers or 1 ms
     /// per run, tracked context, panics contained, workers pinned, stall
@@ -269,9 +228,9 @@ impl Completer {
     /// In atomic context the bio is deferred with `rest` as its handler and
     /// [`Completed::Deferred`] is returned; otherwise `rest` runs now and
     /// [`Completed::Inline`] is returned. A bio that has already been deferred
-    /// once is never deferred again, whatever the context says (the fix of
-    /// review Q6: under [`ContextPolicy::AlwaysAtomic`] a handler that always
-    /// asks would otherwise be re-deferred forever).
+    /// once is never deferred again, whatever the context says, so
+    /// re-deferral is bounded: under [`ContextPolicy::AlwaysAtomic`] a
+    /// handler that always asks would otherwise be re-deferred forever.
     ///
     /// ```
     /// use endio::{Bio, Completer, context};
@@ -314,7 +273,7 @@ impl Completer {
     /// had one, re-pins the worker, and requeues it if bios are waiting.
     /// Calling it for an online CPU does nothing.
     pub fn cpu_online(&self, cpu: usize) -> Result<(), HotplugError> {
-        self.handle.shared.cpu_online(cpu)
+        worker::cpu_online(&self.handle.shared, cpu, true)
     }
 
     /// `cpu_down_prep`: disables `cpu`'s work and waits until no drain of it
@@ -379,7 +338,7 @@ impl fmt::Debug for Completer {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.shared.shut_down();
+        worker::shut_down(&self.shared);
     }
 }
 
@@ -406,37 +365,6 @@ impl Default for CompleterBuilder {
             hotplug_watcher: true,
         }
     }
-}
-
-/// Why a [`Completer`] could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    /// The CPU lists could not be read.
-    #[error(
-        "cannot learn the machine's CPUs from {root}: {source}; mount sysfs at /sys or point CompleterBuilder::sysfs_root at a copy"
-    )]
-    Cpus {
-        /// The sysfs root that was read.
-        root: PathBuf,
-        /// What went wrong.
-        source: io::Error,
-    },
-    /// A thread could not be started.
-    #[error("cannot start an endio thread: {0}")]
-    Spawn(#[from] HotplugError),
-    /// A thread other than a worker could not be started.
-    #[error(
-        "cannot start the endio {what} thread: {source}; raise the thread limit (ulimit -u) or free memory"
-    )]
-    Thread {
-        /// Which thread.
-        what: &'static str,
-        /// What went wrong.
-        source: io::Error,
-    },
-    /// A setting is out of range.
-    #[error("invalid setting: {0}")]
-    Invalid(String),
 }
 
 impl CompleterBuilder {
@@ -524,16 +452,16 @@ impl CompleterBuilder {
             )));
         };
         let stall_timeout = config.stall_timeout;
-        let shared = Shared::new(last, config);
+        let shared = Arc::new(Shared::new(last, config));
         // From here on, dropping the handle stops whatever was started.
         let handle = Handle {
             shared: Arc::clone(&shared),
         };
         for &cpu in online.iter().filter(|&&c| c <= last) {
-            shared.bring_online(cpu, false)?;
+            worker::cpu_online(&shared, cpu, false)?;
         }
         if let Some(timeout) = stall_timeout {
-            watcher::spawn_thread(&shared, "endio-watchdog", move |s| {
+            worker::spawn(&shared, "endio-watchdog".to_owned(), move |s| {
                 worker::watchdog_main(&s, timeout)
             })
             .map_err(|source| BuildError::Thread {

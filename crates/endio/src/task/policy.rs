@@ -67,7 +67,7 @@ impl Default for Adaptive {
 }
 
 /// How long one worker run may go on before it requeues itself and yields
-/// (the `need_resched()` check of the kernel's worker; review Q2).
+/// (the `need_resched()` check of the kernel's worker).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
     /// Handlers per run.

@@ -1,25 +1,32 @@
 //! The one copy of the protocol: what happens on defer, drain, requeue,
-//! online, down_prep, dead and rescue. The workers, the watchdog, the hotplug
+//! online, down_prep, dead and rescue (the steps are numbered and argued in
+//! the docs of `task/mod.rs`). The workers, the watchdog, the hotplug
 //! watcher, the public API and the shuttle/loom tests all drive these
 //! functions; none re-implements them.
+//!
+//! This file starts no thread: `cpu_online` and `rescue_stalled` are handed
+//! the function that starts a worker or a rescuer (`worker.rs` has them), and
+//! the statistics are read and summed in `stats.rs`.
 
 use std::any::Any;
 use std::fmt;
+use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
-use super::policy::{Budget, PanicPolicy};
+use super::error::HotplugError;
+use super::policy::{Batching, Budget, PanicPolicy};
 use super::queue::{BioList, Pushed, Queue};
-use super::stats::{self, CpuStats, DrainCounters, ProducerCounters, Stats, StatsSnapshot};
-use super::{Batching, HotplugError};
+use super::stats::{
+    self, CpuStats, DrainCounters, LifecycleCounters, ProducerCounters, Stats, StatsSnapshot,
+};
 use crate::bio::Bio;
 use crate::context::{self, ContextPolicy};
 use crate::sync::{
-    Arc, AtomicBool, AtomicU64, Condvar, FastClock, Mutex, MutexGuard, Ordering, current_cpu,
-    thread,
+    AtomicBool, Condvar, FastClock, Mutex, MutexGuard, Ordering, current_cpu, thread,
 };
 
 /// State shared by the handle, the workers, the watchdog, the watcher and
@@ -32,10 +39,8 @@ pub(crate) struct Shared {
     /// Serialises lifecycle operations (the kernel's `cpu_hotplug_lock`).
     lifecycle: Mutex<()>,
     /// Every thread endio started (workers, rescuers, watchdog, watcher);
-    /// joined on shutdown.
+    /// joined on shutdown (see `worker.rs`).
     pub(crate) threads: Mutex<Vec<thread::JoinHandle<()>>>,
-    /// A weak self-reference, to hand to threads started later.
-    this: OnceLock<std::sync::Weak<Shared>>,
     /// The clock of run budgets and stall detection.
     pub(crate) clock: FastClock,
 }
@@ -70,21 +75,6 @@ pub(crate) struct PerCpu {
 pub(crate) struct Hot {
     pub(crate) queue: Queue,
     pub(crate) counters: ProducerCounters,
-}
-
-/// Counters of lifecycle events, rescue and dead-CPU drains of one CPU.
-#[derive(Debug, Default)]
-pub(crate) struct LifecycleCounters {
-    pub(crate) onlines: AtomicU64,
-    pub(crate) down_preps: AtomicU64,
-    pub(crate) deads: AtomicU64,
-    pub(crate) rollbacks: AtomicU64,
-    pub(crate) requeued_on_online: AtomicU64,
-    pub(crate) rescues: AtomicU64,
-    pub(crate) rescued: AtomicU64,
-    pub(crate) drained: AtomicU64,
-    pub(crate) redirected: AtomicU64,
-    pub(crate) repins: AtomicU64,
 }
 
 /// The lifecycle state of a CPU, as the kernel's per-CPU work item sees it.
@@ -180,18 +170,15 @@ impl PerCpu {
 }
 
 impl Shared {
-    pub(crate) fn new(possible_max: usize, config: Config) -> Arc<Shared> {
-        let shared = Arc::new(Shared {
+    pub(crate) fn new(possible_max: usize, config: Config) -> Shared {
+        Shared {
             cpus: (0..=possible_max).map(|_| PerCpu::new()).collect(),
             config,
             shutdown: AtomicBool::new(false),
             lifecycle: Mutex::new(()),
             threads: Mutex::new(Vec::new()),
-            this: OnceLock::new(),
             clock: FastClock::new(),
-        });
-        let _ = shared.this.set(Arc::downgrade(&shared));
-        shared
+        }
     }
 
     /// Index of `cpu` in the per-CPU array (a CPU number beyond the possible
@@ -252,7 +239,7 @@ impl Shared {
     pub(crate) fn run_contained(&self, bio: Bio, cpu: usize) {
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| bio.run_handler()));
         if let Err(payload) = outcome {
-            stats::add_shared(&self.cpus[cpu].hot.counters.panics, 1);
+            stats::add_shared(&self.cpus[cpu].drain_counters.panics, 1);
             let message = panic_message(payload.as_ref());
             match self.config.panic_policy {
                 PanicPolicy::Contain => tracing::error!(
@@ -273,13 +260,7 @@ impl Shared {
     }
 
     pub(crate) fn lock_control(&self, cpu: usize) -> MutexGuard<'_, Control> {
-        // A poisoned lock can only come from a panic in endio's own code
-        // between lock and unlock (handlers run unlocked); the state is
-        // consistent at every unlock point, so go on.
-        self.cpus[cpu]
-            .control
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.cpus[cpu].control.lock()
     }
 
     /// Step 6: one drain run of `cpu`'s batch in the calling thread as
@@ -331,7 +312,9 @@ impl Shared {
                 continue;
             };
             #[cfg(all(test, shuttle, not(loom)))]
-            super::shuttle_tests::on_pop(cpu, role);
+            if let Some(on_pop) = ON_POP.get() {
+                on_pop(cpu, role);
+            }
             if let Some(d) = control.drainer.as_mut() {
                 d.handler_since = Some(last);
             }
@@ -395,9 +378,7 @@ impl Shared {
     }
 
     fn lock_lifecycle(&self) -> MutexGuard<'_, ()> {
-        self.lifecycle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.lifecycle.lock()
     }
 
     fn check_cpu(&self, cpu: usize) -> Result<(), HotplugError> {
@@ -411,22 +392,26 @@ impl Shared {
         }
     }
 
-    /// `cpu_online`: enables the CPU's work (starting its worker if it never
-    /// had one) and, if its batch is not empty, requeues the worker: the fix
-    /// for review Q4, where a rolled-back offline left bios that no push
-    /// would ever wake a worker for.
-    pub(crate) fn cpu_online(&self, cpu: usize) -> Result<(), HotplugError> {
-        self.bring_online(cpu, true)
-    }
-
-    /// `cpu_online`, counted as a hotplug event or not (the CPUs online at
-    /// start are not events).
-    pub(crate) fn bring_online(&self, cpu: usize, counted: bool) -> Result<(), HotplugError> {
+    /// Step 10, `cpu_online`: enables the CPU's work (first starting its
+    /// worker with `start_worker` if it never had one) and unparks the
+    /// worker, so that bios left in its batch or queue by a rolled-back
+    /// offline, which no push would wake a worker for, are run (counted in
+    /// `requeued_on_online`). `counted`: whether this is a hotplug event (the
+    /// CPUs online at start are not).
+    pub(crate) fn cpu_online(
+        &self,
+        cpu: usize,
+        counted: bool,
+        start_worker: impl FnOnce() -> io::Result<thread::Thread>,
+    ) -> Result<(), HotplugError> {
         self.check_cpu(cpu)?;
         let _lifecycle = self.lock_lifecycle();
         let per_cpu = &self.cpus[cpu];
         if per_cpu.worker.get().is_none() {
-            self.spawn_worker(cpu)?;
+            // Registered before the queue opens below: a producer that sees
+            // the queue open always finds a thread to unpark.
+            let worker = start_worker().map_err(|source| HotplugError::Spawn { cpu, source })?;
+            let _ = per_cpu.worker.set(worker);
         }
         let counters = &per_cpu.lifecycle_counters;
         let mut control = self.lock_control(cpu);
@@ -479,10 +464,7 @@ impl Shared {
         // one is revoked by the watchdog, which releases the token too.
         control.sync_waiters += 1;
         while control.drainer.is_some() {
-            control = per_cpu
-                .drained
-                .wait(control)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            control = per_cpu.drained.wait(control);
         }
         control.sync_waiters -= 1;
         Ok(())
@@ -520,9 +502,15 @@ impl Shared {
 
     /// The watchdog's check (the workqueue rescuer's trigger): every drainer
     /// that has been inside one handler for `stall_timeout` or longer loses
-    /// its token, and if its CPU is online and has work left, a rescue thread
-    /// drains it. Returns the number of rescues started.
-    pub(crate) fn rescue_stalled(&self, now: u64, stall_timeout: Duration) -> usize {
+    /// its token, and if its CPU is online and has work left,
+    /// `start_rescuer(cpu)` starts a rescue thread that drains it. Returns
+    /// the number of rescues started.
+    pub(crate) fn rescue_stalled(
+        &self,
+        now: u64,
+        stall_timeout: Duration,
+        mut start_rescuer: impl FnMut(usize) -> io::Result<()>,
+    ) -> usize {
         let stall_ns = nanos(stall_timeout);
         let mut rescues = 0;
         for (cpu, per_cpu) in self.cpus.iter().enumerate() {
@@ -544,53 +532,13 @@ impl Shared {
             }
             if online && work_left {
                 stats::add_shared(&per_cpu.lifecycle_counters.rescues, 1);
-                if let Err(e) = self.spawn_rescuer(cpu) {
+                if let Err(e) = start_rescuer(cpu) {
                     tracing::error!(cpu, error = %e, "cannot start an endio rescue thread; the stalled CPU's batch waits for its worker");
                 }
                 rescues += 1;
             }
         }
         rescues
-    }
-
-    fn self_arc(&self) -> Arc<Shared> {
-        self.this
-            .get()
-            .and_then(std::sync::Weak::upgrade)
-            .expect("Shared is alive while one of its methods runs")
-    }
-
-    pub(crate) fn spawn(
-        &self,
-        name: String,
-        f: impl FnOnce(Arc<Shared>) + Send + 'static,
-    ) -> std::io::Result<thread::Thread> {
-        let shared = self.self_arc();
-        let join = thread::Builder::new().name(name).spawn(move || f(shared))?;
-        let thread = join.thread().clone();
-        self.threads
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(join);
-        Ok(thread)
-    }
-
-    /// Starts the worker of `cpu` and registers it, before its queue opens.
-    pub(crate) fn spawn_worker(&self, cpu: usize) -> Result<(), HotplugError> {
-        let thread = self
-            .spawn(format!("endio-worker/{cpu}"), move |shared| {
-                super::worker::worker_main(shared, cpu)
-            })
-            .map_err(|source| HotplugError::Spawn { cpu, source })?;
-        let _ = self.cpus[cpu].worker.set(thread);
-        Ok(())
-    }
-
-    fn spawn_rescuer(&self, cpu: usize) -> std::io::Result<()> {
-        self.spawn(format!("endio-rescue/{cpu}"), move |shared| {
-            super::worker::rescuer_main(&shared, cpu)
-        })
-        .map(|_| ())
     }
 
     /// The CPUs whose work is enabled.
@@ -600,59 +548,32 @@ impl Shared {
             .collect()
     }
 
+    /// The counters of every CPU that has seen activity or has a worker,
+    /// and their total.
     pub(crate) fn stats(&self) -> StatsSnapshot {
-        let mut total = Stats::default();
-        let mut per_cpu = Vec::new();
-        for (cpu, pc) in self.cpus.iter().enumerate() {
-            let mut s = stats::snapshot(&pc.hot.counters, &pc.drain_counters);
-            let l = &pc.lifecycle_counters;
-            let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
-            s.onlines = r(&l.onlines);
-            s.down_preps = r(&l.down_preps);
-            s.deads = r(&l.deads);
-            s.rollbacks = r(&l.rollbacks);
-            s.requeued_on_online = r(&l.requeued_on_online);
-            s.rescues = r(&l.rescues);
-            s.rescued = r(&l.rescued);
-            s.drained = r(&l.drained);
-            s.redirected = r(&l.redirected);
-            s.repins = r(&l.repins);
-            if s != Stats::default() || pc.worker.get().is_some() {
-                per_cpu.push(CpuStats { cpu, stats: s });
-            }
-            total.accumulate(&s);
-        }
-        StatsSnapshot { total, per_cpu }
+        let per_cpu = self
+            .cpus
+            .iter()
+            .enumerate()
+            .map(|(cpu, per_cpu)| CpuStats {
+                cpu,
+                stats: per_cpu.stats(),
+            })
+            .filter(|c| c.stats != Stats::default() || self.cpus[c.cpu].worker.get().is_some())
+            .collect();
+        StatsSnapshot::from_per_cpu(per_cpu)
     }
 
-    /// Stops everything: workers and other threads are told to stop and
-    /// joined (a thread that is itself running this is skipped), then every
-    /// CPU is drained in the calling thread.
-    pub(crate) fn shut_down(&self) {
+    /// Tells every thread to stop (they check between steps).
+    pub(crate) fn stop(&self) {
         // Release: the threads' Acquire loads see everything before it.
         self.shutdown.store(true, Ordering::Release);
+    }
+
+    /// The final drain, once the threads are stopped: every CPU's batch and
+    /// queue run in the calling thread, whatever its state.
+    pub(crate) fn drain_all(&self) {
         let me = thread::current().id();
-        loop {
-            let threads = std::mem::take(
-                &mut *self
-                    .threads
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
-            );
-            if threads.is_empty() {
-                break;
-            }
-            for t in &threads {
-                t.thread().unpark();
-            }
-            for t in threads {
-                // The last handle can be dropped by a handler on one of our
-                // threads; that thread finishes on its own.
-                if t.thread().id() != me {
-                    let _ = t.join();
-                }
-            }
-        }
         for (cpu, per_cpu) in self.cpus.iter().enumerate() {
             while self.drain(cpu, Role::Shutdown, None).0 == RunEnd::Busy {
                 if per_cpu.worker.get().map(|t| t.id()) == Some(me) {
@@ -663,6 +584,22 @@ impl Shared {
         }
     }
 }
+
+impl PerCpu {
+    /// This CPU's counters.
+    fn stats(&self) -> Stats {
+        Stats::read(
+            &self.hot.counters,
+            &self.drain_counters,
+            &self.lifecycle_counters,
+        )
+    }
+}
+
+/// The test hook of the shuttle tests: called each time a drain takes a bio
+/// off a CPU's batch, with the CPU and the drainer's role.
+#[cfg(all(test, shuttle, not(loom)))]
+pub(crate) static ON_POP: OnceLock<fn(usize, Role)> = OnceLock::new();
 
 /// Whether `role` may drain a CPU in `state`.
 fn may_drain(role: Role, state: CpuState) -> bool {

@@ -2,17 +2,18 @@
 //!
 //! The producer side is one compare-and-swap loop on the list head: it never
 //! blocks, never takes a lock and never allocates (the link lives inside the
-//! bio's own node), which is what review Q3 asks of the atomic side. The
+//! bio's own node), so a producer in atomic context never waits. The
 //! consumer takes the whole list with one swap and reverses it, so handlers
 //! run in completion order. A list can also be *closed* (its CPU is dead): a
 //! push to a closed list fails and hands the bio back, so the caller can put
 //! it elsewhere; nothing is ever pushed where nobody will look.
 //!
-//! The DESIGN notes that io_uring moved its task_work from an llist to a
-//! locked FIFO because reversal costs cycles on bursts. endio keeps the llist:
-//! the reversal is paid by the worker (task context), one pass over nodes the
-//! worker is about to touch anyway, while a lock on the producer side can be
-//! held by a preempted thread and so block the atomic side, which Q3 forbids.
+//! io_uring moved its task_work from a lock-less list (the kernel's `llist`)
+//! to a locked FIFO because the reversal costs cycles on bursts. endio keeps
+//! the lock-less list: the reversal is paid by the worker (task context), one
+//! pass over nodes the worker is about to touch anyway, while a lock on the
+//! producer side can be held by a preempted thread and so block the atomic
+//! side, which must never wait.
 
 use std::ptr;
 
@@ -66,16 +67,17 @@ impl Queue {
         loop {
             if head == closed() {
                 // SAFETY: `node` came from `Bio::into_raw` just above and was
-                // never published (no CAS succeeded).
+                // never published (no compare-and-swap succeeded).
                 return Pushed::Closed(unsafe { Bio::from_raw(node) });
             }
-            // SAFETY: `node` is ours until the CAS below publishes it.
+            // SAFETY: `node` is ours until the compare-and-swap below
+            // publishes it.
             unsafe { (*node).next.store(head, Ordering::Relaxed) };
             // Release: the node's fields and its `next` must be visible to the
             // consumer that acquires the head. Acquire: a push that lands on
             // a freshly opened queue sees what `open`'s Release published (the
-            // CPU's registered worker). Free on x86, where a CAS is a full
-            // barrier anyway.
+            // CPU's registered worker). Free on x86, where a compare-and-swap
+            // is a full barrier anyway.
             match self
                 .head
                 .compare_exchange_weak(head, node, Ordering::AcqRel, Ordering::Relaxed)
@@ -119,9 +121,9 @@ impl Queue {
 
     /// Reopens a closed list (no effect on an open one).
     pub(crate) fn open(&self) {
-        // Release: a producer whose push succeeds on the opened list (its CAS
-        // acquires) sees everything set up before, the worker's registration
-        // in particular.
+        // Release: a producer whose push succeeds on the opened list (its
+        // compare-and-swap acquires) sees everything set up before, the
+        // worker's registration in particular.
         let _ = self.head.compare_exchange(
             closed(),
             ptr::null_mut(),

@@ -24,8 +24,8 @@ use std::sync::atomic::AtomicBool as StdAtomicBool;
 use std::sync::atomic::AtomicU64 as StdAtomicU64;
 use std::time::Duration;
 
-use super::protocol::Role;
-use super::{Batching, Budget, Completer};
+use super::protocol::{ON_POP, Role};
+use super::{Batching, Budget, Completer, worker};
 use crate::bio::{Bio, BioFlags};
 use crate::context;
 use crate::sync::{Arc, AtomicU64, Ordering, set_current_cpu, thread};
@@ -54,12 +54,13 @@ fn sysfs() -> &'static PathBuf {
 /// What the test thread does to CPU 1 while the producers run.
 #[derive(Debug, Clone, Copy)]
 enum Steps {
-    /// down_prep, then online: a rolled-back offline (review Q4).
+    /// down_prep, then online: a rolled-back offline (nothing may be
+    /// stranded).
     Rollback,
     /// down_prep, dead, online: a full offline and back.
     OfflineOnline,
-    /// A rescue of whatever drainer is inside a handler (review Q5's
-    /// cross-CPU drain), then a rolled-back offline.
+    /// A rescue of whatever drainer is inside a handler (a rescuer drains
+    /// the CPU from another thread), then a rolled-back offline.
     RescueThenRollback,
 }
 
@@ -77,8 +78,9 @@ static CPU1_DOWN: StdAtomicBool = StdAtomicBool::new(false);
 /// Pops from CPU 1's batch by anyone but `cpu_dead` while CPU 1 was down.
 static VIOLATIONS: StdAtomicU64 = StdAtomicU64::new(0);
 
-/// Called by `Shared::drain` each time a drain takes a bio off `cpu`'s batch.
-pub(super) fn on_pop(cpu: usize, role: Role) {
+/// Called by `Shared::drain` each time a drain takes a bio off `cpu`'s batch
+/// (installed as the protocol's `ON_POP` hook).
+fn on_pop(cpu: usize, role: Role) {
     if cpu == 1 && role != Role::Dead && CPU1_DOWN.load(std::sync::atomic::Ordering::SeqCst) {
         VIOLATIONS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
@@ -108,6 +110,7 @@ fn check(steps: Steps) {
     eprintln!(
         "shuttle {steps:?}: seed {seed}, {iterations} schedules (replay: ENDIO_SHUTTLE_SEED={seed} bash ci/shuttle.sh)"
     );
+    let _ = ON_POP.set(on_pop);
     shuttle::check_random_with_seed(move || execution(steps), seed, iterations);
 }
 
@@ -144,7 +147,7 @@ fn execution(steps: Steps) {
     let shared = &completer.handle.shared;
     if let Steps::RescueThenRollback = steps {
         // Any drainer inside a handler counts as stalled.
-        shared.rescue_stalled(u64::MAX, Duration::from_nanos(1));
+        worker::rescue_stalled(shared, u64::MAX, Duration::from_nanos(1));
     }
     completer.cpu_down_prep(1).unwrap();
     CPU1_DOWN.store(true, std::sync::atomic::Ordering::SeqCst);

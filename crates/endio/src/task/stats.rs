@@ -1,63 +1,85 @@
-//! Statistics: per-CPU counters, cheap enough to stay on.
+//! Statistics: per-CPU counters, cheap enough to stay on, declared once.
 //!
-//! Producer-side counters sit on the cache line of the CPU's list head, which
-//! a producer on that CPU owns anyway for its push; drain-side counters sit on
-//! a line of their own and are written only by whoever holds the CPU's drain
-//! token (one thread at a time), with plain relaxed loads and stores.
+//! Each CPU's counters come in three groups, each on the cache line of the
+//! threads that write it:
+//!
+//! - producer counters, on the line of the CPU's list head, which a producer
+//!   on that CPU owns anyway for its push;
+//! - drain counters, on a line of their own, written by whoever holds the
+//!   CPU's drain token (one thread at a time: plain relaxed loads and
+//!   stores), `wakeups` by the worker alone, and `handlers` and `panics` with
+//!   an atomic add (a revoked drainer counts its last handler too, and an
+//!   inline completion whose handler panicked counts the panic);
+//! - lifecycle counters, bumped by hotplug calls, rescues and the rare
+//!   redirected push.
 
 use crate::sync::{AtomicU64, Ordering};
 
-/// Counters of one CPU, or their total.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Stats {
-    /// Bios put on a per-CPU batch (deferred to task context).
-    pub deferred: u64,
-    /// Bios whose handler ran inline, in the completing thread.
-    pub inline: u64,
-    /// Deferred bios whose handler has run.
-    pub handlers: u64,
-    /// Non-empty batches taken by a drain (take-all operations).
-    pub batches: u64,
-    /// The largest batch taken at once.
-    pub batch_len_max: u64,
-    /// Runs that ended because the budget was spent (the worker requeued
-    /// itself and yielded).
-    pub requeues: u64,
-    /// Times the worker parked for lack of work and was woken again (each at
-    /// most one sleep and wakeup; a producer wakes it on the empty→non-empty
-    /// transition only).
-    pub wakeups: u64,
-    /// Handlers that panicked (contained).
-    pub panics: u64,
-    /// The most handlers one budgeted run (a worker's or a rescuer's)
-    /// executed.
-    pub run_len_max: u64,
-    /// The longest budgeted run, in nanoseconds.
-    pub run_ns_max: u64,
-    /// The longest single handler run by a drain, in nanoseconds.
-    pub handler_ns_max: u64,
-    /// `cpu_online` calls that brought a dead (or never started) CPU online.
-    pub onlines: u64,
-    /// `cpu_down_prep` calls.
-    pub down_preps: u64,
-    /// `cpu_dead` calls.
-    pub deads: u64,
-    /// Rolled-back offlines: `cpu_online` after `cpu_down_prep` without
-    /// `cpu_dead`.
-    pub rollbacks: u64,
-    /// `cpu_online` calls that found bios waiting and requeued the worker
-    /// (the fix of review Q4).
-    pub requeued_on_online: u64,
-    /// Rescue threads started for a drainer stalled in a handler.
-    pub rescues: u64,
-    /// Handlers run by rescue threads.
-    pub rescued: u64,
-    /// Handlers run by `cpu_dead` in its caller's thread.
-    pub drained: u64,
-    /// Deferrals that found their CPU's batch closed and went to another CPU.
-    pub redirected: u64,
-    /// Times a worker pinned itself to its CPU again after it came back.
-    pub repins: u64,
+crate::counters::counters! {
+    /// Counters of one CPU, or their total.
+    pub struct Stats {
+        /// Counters bumped by producers (any thread on the CPU): atomic adds.
+        ProducerCounters {
+            /// Bios put on a per-CPU batch (deferred to task context).
+            deferred: sum,
+            /// Bios whose handler ran inline, in the completing thread.
+            inline: sum,
+        }
+        /// Counters written by the holder of the CPU's drain token (see the
+        /// module docs for the exceptions).
+        DrainCounters {
+            /// Deferred bios whose handler has run.
+            handlers: sum,
+            /// Non-empty batches taken by a drain (take-all operations).
+            batches: sum,
+            /// The largest batch taken at once.
+            batch_len_max: max,
+            /// Runs that ended because the budget was spent (the worker
+            /// requeued itself and yielded).
+            requeues: sum,
+            /// Times the worker parked for lack of work and was woken again
+            /// (each at most one sleep and wakeup; a producer wakes it on the
+            /// empty→non-empty transition only).
+            wakeups: sum,
+            /// Handlers that panicked (contained).
+            panics: sum,
+            /// The most handlers one budgeted run (a worker's or a
+            /// rescuer's) executed.
+            run_len_max: max,
+            /// The longest budgeted run, in nanoseconds.
+            run_ns_max: max,
+            /// The longest single handler run by a drain, in nanoseconds.
+            handler_ns_max: max,
+        }
+        /// Counters of lifecycle events, rescues and dead-CPU drains.
+        LifecycleCounters {
+            /// `cpu_online` calls that brought a dead (or never started) CPU
+            /// online.
+            onlines: sum,
+            /// `cpu_down_prep` calls.
+            down_preps: sum,
+            /// `cpu_dead` calls.
+            deads: sum,
+            /// Rolled-back offlines: `cpu_online` after `cpu_down_prep`
+            /// without `cpu_dead`.
+            rollbacks: sum,
+            /// `cpu_online` calls that found bios waiting and requeued the
+            /// worker (so nothing is stranded after a rolled-back offline).
+            requeued_on_online: sum,
+            /// Rescue threads started for a drainer stalled in a handler.
+            rescues: sum,
+            /// Handlers run by rescue threads.
+            rescued: sum,
+            /// Handlers run by `cpu_dead` in its caller's thread.
+            drained: sum,
+            /// Deferrals that found their CPU's batch closed and went to
+            /// another CPU.
+            redirected: sum,
+            /// Times a worker pinned itself to its CPU again after it came
+            /// back.
+            repins: sum,
+        }
+    }
 }
 
 impl Stats {
@@ -75,29 +97,19 @@ impl Stats {
         self.deferred.saturating_sub(self.handlers)
     }
 
-    /// Adds `other` into `self`: counters add up, maxima take the larger.
-    pub fn accumulate(&mut self, other: &Stats) {
-        self.deferred += other.deferred;
-        self.inline += other.inline;
-        self.handlers += other.handlers;
-        self.batches += other.batches;
-        self.requeues += other.requeues;
-        self.wakeups += other.wakeups;
-        self.panics += other.panics;
-        self.batch_len_max = self.batch_len_max.max(other.batch_len_max);
-        self.run_len_max = self.run_len_max.max(other.run_len_max);
-        self.run_ns_max = self.run_ns_max.max(other.run_ns_max);
-        self.handler_ns_max = self.handler_ns_max.max(other.handler_ns_max);
-        self.onlines += other.onlines;
-        self.down_preps += other.down_preps;
-        self.deads += other.deads;
-        self.rollbacks += other.rollbacks;
-        self.requeued_on_online += other.requeued_on_online;
-        self.rescues += other.rescues;
-        self.rescued += other.rescued;
-        self.drained += other.drained;
-        self.redirected += other.redirected;
-        self.repins += other.repins;
+    /// The counters of one CPU, read from its three groups.
+    pub(crate) fn read(
+        producer: &ProducerCounters,
+        drain: &DrainCounters,
+        lifecycle: &LifecycleCounters,
+    ) -> Stats {
+        let mut stats = Stats::default();
+        // The drain side first, so `handlers` (Acquire) is read before
+        // `deferred`: see `add_single_writer`.
+        drain.read_into(&mut stats);
+        producer.read_into(&mut stats);
+        lifecycle.read_into(&mut stats);
+        stats
     }
 }
 
@@ -120,27 +132,16 @@ pub struct StatsSnapshot {
     pub per_cpu: Vec<CpuStats>,
 }
 
-/// Counters bumped by producers (any thread on the CPU): atomic adds.
-#[derive(Debug, Default)]
-pub(crate) struct ProducerCounters {
-    pub(crate) deferred: AtomicU64,
-    pub(crate) inline: AtomicU64,
-    pub(crate) panics: AtomicU64,
-}
-
-/// Counters written by the holder of the CPU's drain token only (and
-/// `wakeups`, by the worker only).
-#[derive(Debug, Default)]
-pub(crate) struct DrainCounters {
-    pub(crate) handlers: AtomicU64,
-    pub(crate) batches: AtomicU64,
-    pub(crate) batch_len_max: AtomicU64,
-    pub(crate) requeues: AtomicU64,
-    pub(crate) run_len_max: AtomicU64,
-    pub(crate) run_ns_max: AtomicU64,
-    pub(crate) handler_ns_max: AtomicU64,
-    /// Written by the worker thread alone.
-    pub(crate) wakeups: AtomicU64,
+impl StatsSnapshot {
+    /// The snapshot of the CPUs `per_cpu` lists; the CPUs it leaves out must
+    /// have all counters at zero, so the total is theirs too.
+    pub(crate) fn from_per_cpu(per_cpu: Vec<CpuStats>) -> StatsSnapshot {
+        let mut total = Stats::default();
+        for cpu in &per_cpu {
+            total.accumulate(&cpu.stats);
+        }
+        StatsSnapshot { total, per_cpu }
+    }
 }
 
 /// Adds to a counter that has a single writer at a time (no read-modify-write
@@ -162,24 +163,4 @@ pub(crate) fn max_single_writer(counter: &AtomicU64, value: u64) {
 /// Adds to a counter with many writers.
 pub(crate) fn add_shared(counter: &AtomicU64, by: u64) {
     counter.fetch_add(by, Ordering::Relaxed);
-}
-
-pub(crate) fn snapshot(producer: &ProducerCounters, drain: &DrainCounters) -> Stats {
-    // Acquire, and before `deferred`: see `add_single_writer`.
-    let handlers = drain.handlers.load(Ordering::Acquire);
-    let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    Stats {
-        deferred: r(&producer.deferred),
-        inline: r(&producer.inline),
-        wakeups: r(&drain.wakeups),
-        panics: r(&producer.panics),
-        handlers,
-        batches: r(&drain.batches),
-        batch_len_max: r(&drain.batch_len_max),
-        requeues: r(&drain.requeues),
-        run_len_max: r(&drain.run_len_max),
-        run_ns_max: r(&drain.run_ns_max),
-        handler_ns_max: r(&drain.handler_ns_max),
-        ..Stats::default()
-    }
 }

@@ -18,8 +18,9 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::HotplugError;
+use super::error::HotplugError;
 use super::protocol::Shared;
+use super::worker;
 use crate::sync::{Arc, thread};
 use crate::sys;
 use crate::sys::hotplug::UeventSocket;
@@ -28,29 +29,21 @@ use crate::sys::hotplug::UeventSocket;
 /// longest the watcher takes to notice shutdown.
 const POLL: Duration = Duration::from_millis(50);
 
-pub(crate) fn spawn_thread(
-    shared: &Shared,
-    name: &str,
-    f: impl FnOnce(Arc<Shared>) + Send + 'static,
-) -> std::io::Result<thread::Thread> {
-    shared.spawn(name.to_owned(), f)
-}
-
 /// Starts the watcher thread; `online` is the list the completer was
 /// started with, so a change that happens before the thread runs is seen.
 pub(crate) fn start(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     sysfs_root: PathBuf,
     online: Vec<usize>,
 ) -> std::io::Result<()> {
     let known = online.into_iter().collect();
-    spawn_thread(shared, "endio-hotplug", move |s| {
+    worker::spawn(shared, "endio-hotplug".to_owned(), move |s| {
         watch(&s, &sysfs_root, known)
     })
     .map(|_| ())
 }
 
-fn watch(shared: &Shared, sysfs_root: &std::path::Path, mut known: BTreeSet<usize>) {
+fn watch(shared: &Arc<Shared>, sysfs_root: &std::path::Path, mut known: BTreeSet<usize>) {
     let socket = match UeventSocket::open(POLL) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -87,11 +80,11 @@ fn watch(shared: &Shared, sysfs_root: &std::path::Path, mut known: BTreeSet<usiz
 }
 
 /// Drives the lifecycle from the old online list to the new one.
-fn reconcile(shared: &Shared, old: &BTreeSet<usize>, new: &BTreeSet<usize>) {
+fn reconcile(shared: &Arc<Shared>, old: &BTreeSet<usize>, new: &BTreeSet<usize>) {
     for &cpu in new.difference(old) {
         if cpu < shared.cpus.len() {
             tracing::debug!(cpu, "CPU came online");
-            if let Err(e) = shared.cpu_online(cpu) {
+            if let Err(e) = worker::cpu_online(shared, cpu, true) {
                 tracing::error!(cpu, error = %e, "cannot bring the CPU's endio worker online");
             }
         }

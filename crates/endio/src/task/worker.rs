@@ -1,8 +1,23 @@
-//! The threads endio runs: per-CPU workers (protocol steps 4-7), rescue
-//! threads and the stall watchdog.
+//! The threads endio runs: how they are started and stopped, and what they
+//! do. Per-CPU workers run protocol steps 4-7; rescue threads drain a CPU
+//! whose drainer is stalled; the stall watchdog finds those. The protocol
+//! itself (`protocol.rs`) starts no thread: the lifecycle and the rescue
+//! check are handed a function that starts one, from here.
+//!
+//! Every thread is registered in `Shared::threads` when it starts, and
+//! [`shut_down`] stops them all:
+//!
+//! 1. It sets the shutdown flag; every thread checks it between steps.
+//! 2. It unparks and joins every registered thread, and does so again until
+//!    none is left: a thread may have started another (the watcher a worker,
+//!    the watchdog a rescuer) before it saw the flag.
+//! 3. It drains every CPU in the calling thread, so the handlers still
+//!    queued run before the last handle is gone.
 
+use std::io;
 use std::time::Duration;
 
+use super::error::HotplugError;
 use super::policy::Pacer;
 use super::protocol::{Role, RunEnd, Shared};
 use super::stats;
@@ -13,14 +28,79 @@ use crate::sys;
 /// Yields before a worker parks on an empty queue.
 const YIELDS_BEFORE_PARK: u32 = 4;
 
+/// Starts a thread named `name` running `f` and registers it for the join
+/// at shutdown.
+pub(crate) fn spawn(
+    shared: &Arc<Shared>,
+    name: String,
+    f: impl FnOnce(Arc<Shared>) + Send + 'static,
+) -> io::Result<thread::Thread> {
+    let for_thread = Arc::clone(shared);
+    let join = thread::Builder::new()
+        .name(name)
+        .spawn(move || f(for_thread))?;
+    let thread = join.thread().clone();
+    shared.threads.lock().push(join);
+    Ok(thread)
+}
+
+/// `cpu_online` (protocol step 10), starting the CPU's worker if it never
+/// had one; `counted` as in `Shared::cpu_online`.
+pub(crate) fn cpu_online(
+    shared: &Arc<Shared>,
+    cpu: usize,
+    counted: bool,
+) -> Result<(), HotplugError> {
+    shared.cpu_online(cpu, counted, || {
+        spawn(shared, format!("endio-worker/{cpu}"), move |shared| {
+            worker_main(&shared, cpu)
+        })
+    })
+}
+
+/// The watchdog's check, starting a rescue thread for each stalled CPU
+/// with work left; returns how many it started.
+pub(crate) fn rescue_stalled(shared: &Arc<Shared>, now: u64, stall_timeout: Duration) -> usize {
+    shared.rescue_stalled(now, stall_timeout, |cpu| {
+        spawn(shared, format!("endio-rescue/{cpu}"), move |shared| {
+            rescuer_main(&shared, cpu)
+        })
+        .map(|_| ())
+    })
+}
+
+/// Stops and joins every thread, then runs what is left on every CPU in the
+/// calling thread (steps 1-3 above). A thread that is itself running this
+/// (a handler dropped the last handle) is not joined: it finishes on its
+/// own.
+pub(crate) fn shut_down(shared: &Shared) {
+    shared.stop();
+    let me = thread::current().id();
+    loop {
+        let threads = std::mem::take(&mut *shared.threads.lock());
+        if threads.is_empty() {
+            break;
+        }
+        for t in &threads {
+            t.thread().unpark();
+        }
+        for t in threads {
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
+        }
+    }
+    shared.drain_all();
+}
+
 /// The worker of `cpu`.
-pub(crate) fn worker_main(shared: Arc<Shared>, cpu: usize) {
+fn worker_main(shared: &Shared, cpu: usize) {
     context::become_task_worker();
     // Short batching delays must not be stretched by the 50 µs default slack.
     let _ = sys::set_timer_slack_ns(1_000);
     let per_cpu = &shared.cpus[cpu];
     let mut pacer = Pacer::new(shared.config.batching);
-    pin(&shared, cpu);
+    pin(shared, cpu);
     // Start with a drain: bios may have been queued (or left in the batch by
     // an interrupted run) before this thread first ran.
     let mut park_first = false;
@@ -45,14 +125,14 @@ pub(crate) fn worker_main(shared: Arc<Shared>, cpu: usize) {
                 let delay = pacer.delay_at_wakeup(now);
                 if !delay.is_zero() {
                     let head = per_cpu.hot.queue.head_token();
-                    sleep_until(&shared, now + delay);
+                    sleep_until(shared, now + delay);
                     pacer.delay_ended(per_cpu.hot.queue.head_token() != head);
                 }
             }
         }
         // Acquire: pairs with the Release store in `cpu_online`.
         if per_cpu.repin.swap(false, Ordering::Acquire) {
-            pin(&shared, cpu);
+            pin(shared, cpu);
             stats::add_shared(&per_cpu.lifecycle_counters.repins, 1);
         }
         // Steps 6 and 7. The drain itself decides whether there is work
@@ -66,7 +146,7 @@ pub(crate) fn worker_main(shared: Arc<Shared>, cpu: usize) {
                 thread::yield_now();
                 false
             }
-            // Disabled (down_prep'd): `cpu_online` unparks us. Busy (a
+            // Disabled (after `cpu_down_prep`): `cpu_online` unparks us. Busy (a
             // rescuer drains): it unparks us when done.
             RunEnd::Disabled | RunEnd::Busy => true,
             // We stalled and were rescued: look again.
@@ -98,7 +178,7 @@ fn sleep_until(shared: &Shared, deadline: Instant) {
 /// queue is empty, the CPU goes down, or it stalls itself (then the watchdog
 /// starts another). Runs unpinned: the stalled handler may be spinning on
 /// that very CPU.
-pub(crate) fn rescuer_main(shared: &Shared, cpu: usize) {
+fn rescuer_main(shared: &Shared, cpu: usize) {
     context::become_task_worker();
     loop {
         let (end, _) = shared.drain(cpu, Role::Rescuer, Some(shared.config.budget));
@@ -120,10 +200,10 @@ pub(crate) fn rescuer_main(shared: &Shared, cpu: usize) {
 /// The stall watchdog: every quarter of `stall_timeout`, rescues the CPUs
 /// whose drainer is stuck in one handler for `stall_timeout` or longer. A
 /// rescue starts within `stall_timeout * 5 / 4` of the stall.
-pub(crate) fn watchdog_main(shared: &Shared, stall_timeout: Duration) {
+pub(crate) fn watchdog_main(shared: &Arc<Shared>, stall_timeout: Duration) {
     let tick = (stall_timeout / 4).max(Duration::from_millis(1));
     while !shared.is_shut_down() {
         thread::park_timeout(tick);
-        shared.rescue_stalled(shared.clock.ticks(), stall_timeout);
+        rescue_stalled(shared, shared.clock.ticks(), stall_timeout);
     }
 }

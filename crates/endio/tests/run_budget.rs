@@ -1,4 +1,4 @@
-//! Review Q2: a flood of cheap bios on one CPU must not monopolise its
+//! Run budget: a flood of cheap bios on one CPU must not monopolise its
 //! worker. A run stops when its budget (handlers or time) is spent, the
 //! worker requeues itself and yields; no run exceeds the budget by more than
 //! one handler.

@@ -1,4 +1,4 @@
-//! Review Q3: the producer side runs in atomic context, so it must never
+//! The producer never blocks: it runs in atomic context, so it must never
 //! block, never wait for the worker. While CPU 0's worker is stuck inside a
 //! handler, 100k completions on CPU 0 all return at once (deferred), and all
 //! run later, once, in order behind the stuck one.

@@ -1,7 +1,8 @@
-//! Review Q6: with `ContextPolicy::AlwaysAtomic` (the kernel without
-//! `CONFIG_PREEMPT_COUNT`, where `bio_in_atomic()` is always true), a handler
-//! that calls `complete_in_task` on its own bio must not be re-deferred
-//! forever: a bio that has been deferred once is never deferred again.
+//! Re-deferral is bounded: with `ContextPolicy::AlwaysAtomic` (the kernel
+//! without `CONFIG_PREEMPT_COUNT`, where `bio_in_atomic()` is always true), a
+//! handler that calls `complete_in_task` on its own bio must not be
+//! re-deferred forever: a bio that has been deferred once is never deferred
+//! again.
 
 mod common;
 
