@@ -31,7 +31,7 @@ pub(crate) struct Args {
     /// (no-sleeping-lock-in-atomic), q4 (no-stranded-after-rollback), q5
     /// (rescuer-cross-cpu), q6 (redeferral-bounded), or all.
     #[arg(long, default_value = "all", value_parser = parse_question)]
-    question: Option<Question>,
+    question: Selection,
 
     /// The source checkout to run the tests in [default: the one this
     /// binary was built from].
@@ -47,12 +47,19 @@ pub(crate) struct Args {
     json: bool,
 }
 
-/// Parses `--question`: `q1` to `q6`, a property's name, or `all` (`None`).
-fn parse_question(s: &str) -> Result<Option<Question>, String> {
+/// `--question`: every question, or one.
+#[derive(Clone, Copy, Debug)]
+enum Selection {
+    All,
+    One(Question),
+}
+
+/// Parses `--question`: `q1` to `q6`, a property's name, or `all`.
+fn parse_question(s: &str) -> Result<Selection, String> {
     if s.eq_ignore_ascii_case("all") {
-        return Ok(None);
+        return Ok(Selection::All);
     }
-    s.parse().map(Some).map_err(|_| {
+    s.parse().map(Selection::One).map_err(|_| {
         let names: Vec<&str> = Question::ALL.iter().map(|q| q.name()).collect();
         format!(
             "unknown question {s:?}; give q1 to q6 or all, or a name: {}",
@@ -278,8 +285,8 @@ fn run_check(question: Question, check: &Check, root: &Path) -> anyhow::Result<R
 /// Runs `endio-harness protocol-checks`.
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let questions = match args.question {
-        Some(q) => vec![q],
-        None => Question::ALL.to_vec(),
+        Selection::One(q) => vec![q],
+        Selection::All => Question::ALL.to_vec(),
     };
     if args.list {
         for &question in &questions {
