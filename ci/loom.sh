@@ -11,8 +11,9 @@
 # not unparking on the empty->non-empty transition) is found with a bound of
 # 1 (LOOM_MAX_PREEMPTIONS=1).
 #
-# A separate target directory keeps the loom build (--cfg loom changes every
-# crate) from invalidating the normal one.
+# A separate target directory, ${CARGO_TARGET_DIR:-target}/loom, keeps the
+# loom build (--cfg loom changes every crate) from invalidating the normal
+# one (with ci/shuttle.sh's, about 540 MB together).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -n "${LOOM_MAX_PREEMPTIONS:-}" ]; then
@@ -21,4 +22,4 @@ else
   echo "loom: exhaustive search (no preemption bound)"
 fi
 RUSTFLAGS="--cfg loom ${RUSTFLAGS:-}" \
-  cargo test -p endio --lib --release --target-dir target/loom -- loom_tests
+  cargo test -p endio --lib --release --target-dir "${CARGO_TARGET_DIR:-target}/loom" -- loom_tests

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# endio benchmarks, all of issue 8 in one command (see BENCHMARKS.md).
+# endio's benchmarks in one command (see BENCHMARKS.md).
 #
 #   bash scripts/bench.sh            # full run: results, plots and RESULTS.md in docs/bench/
 #   bash scripts/bench.sh --quick    # CI: everything runs, tiny sizes, < 2 minutes;
-#                                    # results in target/bench-quick/ (docs/bench/ untouched)
+#                                    # results in ${CARGO_TARGET_DIR:-target}/bench-quick/
+#                                    # (docs/bench/ untouched)
 #   bash scripts/bench.sh --out DIR  # results elsewhere
 #
-# Sections: 1 completion path (endio bench-completion), 2 deferral overhead in
-# the engine (engine_throughput example, deferred vs inline), 3 endio vs fio
-# (temp file and loop device), 4 dontcache under memory pressure (--memcg).
+# Sections: 1 completion path against its rivals (endio-harness
+# bench-completion), 2 deferral overhead in the engine (engine_throughput
+# example, deferred vs inline), 3 endio vs fio (temp file and loop device),
+# 4 dontcache under memory pressure (endio bench --memcg).
 #
 # Exit status: non-zero only if a benchmark failed to run (never on numbers).
 # Root is needed for the loop device, the memcg and installing fio; without it
@@ -23,7 +25,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
         --out) OUT="$2"; shift ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -31,8 +33,9 @@ done
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 if [ -z "$OUT" ]; then
-    if [ $QUICK = 1 ]; then OUT="$ROOT/target/bench-quick"; else OUT="$ROOT/docs/bench"; fi
+    if [ $QUICK = 1 ]; then OUT="$TARGET_DIR/bench-quick"; else OUT="$ROOT/docs/bench"; fi
 fi
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
@@ -103,16 +106,17 @@ run() {
 
 # ---------------------------------------------------------------- setup
 log "build"
-if ! cargo build --release -q -p endio-cli -p endio --examples; then
+if ! cargo build --release -q -p endio-cli -p endio-harness -p endio --examples; then
     echo "bench.sh: the build failed" >&2
     exit 1
 fi
-ENDIO="$ROOT/target/release/endio"
-THROUGHPUT="$ROOT/target/release/examples/engine_throughput"
+ENDIO="$TARGET_DIR/release/endio"
+HARNESS="$TARGET_DIR/release/endio-harness"
+THROUGHPUT="$TARGET_DIR/release/examples/engine_throughput"
 
 # a real filesystem, never tmpfs
 BASE="${BENCH_DIR:-/var/tmp}"
-if [ "$(stat -f -c %T "$BASE" 2>/dev/null)" = tmpfs ]; then BASE="$ROOT/target"; fi
+if [ "$(stat -f -c %T "$BASE" 2>/dev/null)" = tmpfs ]; then BASE="$TARGET_DIR"; fi
 TMPD="$(mktemp -d "$BASE/endio-bench.XXXXXX")"
 FSTYPE="$(findmnt -n -o FSTYPE -T "$TMPD" 2>/dev/null || stat -f -c %T "$TMPD")"
 
@@ -131,19 +135,19 @@ FSTYPE="$(findmnt -n -o FSTYPE -T "$TMPD" 2>/dev/null || stat -f -c %T "$TMPD")"
 } > "$OUT/machine.txt"
 cat "$OUT/machine.txt"
 
-# ------------------------------------------- 1. completion path (item 1-2)
-log "1. completion path: endio bench-completion"
+# ------------------------------------------------------ 1. completion path
+log "1. completion path: endio-harness bench-completion"
 if [ $QUICK = 1 ]; then
-    run completion "$ENDIO" bench-completion --quick --json "$OUT/completion.json"
-    run completion-inflight32 "$ENDIO" bench-completion --quick --inflight 32 \
+    run completion "$HARNESS" bench-completion --quick --json "$OUT/completion.json"
+    run completion-inflight32 "$HARNESS" bench-completion --quick --inflight 32 \
         --loads 10k,sat --json "$OUT/completion-inflight32.json"
 else
-    run completion "$ENDIO" bench-completion --json "$OUT/completion.json"
-    run completion-inflight32 "$ENDIO" bench-completion --inflight 32 \
+    run completion "$HARNESS" bench-completion --json "$OUT/completion.json"
+    run completion-inflight32 "$HARNESS" bench-completion --inflight 32 \
         --json "$OUT/completion-inflight32.json"
 fi
 
-# ------------------------------------------ 2. deferral overhead (item 3)
+# --------------------------------------------------- 2. deferral overhead
 log "2. deferral overhead: deferred vs inline, 4 KiB randread QD16"
 # null backend: the completion path alone; uring: the same on real I/O
 # (O_DIRECT on the temp file). Alternating order, $DEF_REPS repetitions.
@@ -159,7 +163,7 @@ for backend in null uring; do
     done
 done
 
-# --------------------------------------------- 3. endio vs fio (item 4)
+# -------------------------------------------------------- 3. endio vs fio
 log "3. endio vs fio"
 HAVE_FIO=0
 if command -v fio >/dev/null; then
@@ -251,7 +255,7 @@ for dev in "${LOOPS[@]}"; do losetup -d "$dev" 2>/dev/null; done
 LOOPS=()
 rm -f "$TMPD/loop-backing"
 
-# -------------------------------- 4. dontcache under memory pressure (item 5)
+# ------------------------------------- 4. dontcache under memory pressure
 log "4. dontcache under memory pressure: --memcg $MEM_LIMIT, $MEM_SIZE write then read"
 if ! "$ENDIO" bench --help 2>/dev/null | grep -q -- '--memcg'; then
     skip "dontcache under memory pressure: this endio bench has no --memcg"

@@ -89,7 +89,7 @@ LINE = re.compile(r"^\s*(\w+):\s+(\d+) IOPS\s+([\d.]+) MiB/s.*ctxsw/io ([\d.]+)"
 
 
 def deferral_section():
-    print("\n## Deferral overhead in the engine (item 3): 4 KiB random reads, QD 16\n")
+    print("\n## Deferral overhead in the engine: 4 KiB random reads, QD 16\n")
     rows = []
     found = False
     for backend in ("null", "uring"):
@@ -147,7 +147,7 @@ def fio_job(path):
 
 
 def vs_section():
-    print("\n## endio vs fio (item 4): same target, workload, size, runtime, iodepth 16\n")
+    print("\n## endio vs fio: same target, workload, size, runtime, iodepth 16\n")
     files = glob.glob(os.path.join(RAW, "vs-*.json"))
     if not files:
         print("missing: no endio-vs-fio results")
@@ -187,7 +187,7 @@ def vs_section():
 
 # -------------------------------------------------------------- memcg
 def memcg_section():
-    print("\n## dontcache under memory pressure (item 5)\n")
+    print("\n## dontcache under memory pressure\n")
     any_ = False
     for name, title in (("memcg-loop.json", "loop device (no native RWF_DONTCACHE: endio emulates)"),
                         ("memcg-file-native.json", "ext4 file (dontcache = the kernel's native RWF_DONTCACHE)"),
@@ -256,7 +256,7 @@ def job(path, rw, mode):
 
 
 def memcg_goals():
-    print("\n### Goals of item 5 (computed from the tables above)\n")
+    print("\n### Goals of dontcache under memory pressure (computed from the tables above)\n")
     rows = []
     loop = os.path.join(OUT, "memcg-loop.json")
     nat = os.path.join(OUT, "memcg-file-native.json")
@@ -300,7 +300,7 @@ def memcg_goals():
 
 
 print("# Results of one scripts/bench.sh run\n")
-print("## Completion path (items 1-2): endio bench-completion")
+print("## Completion path: endio-harness bench-completion")
 completion_section("completion.json", "default window (--inflight 4096)")
 completion_section("completion-inflight32.json", "device-like window (--inflight 32)")
 deferral_section()

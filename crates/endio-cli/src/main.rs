@@ -4,7 +4,6 @@
 //! struct and a `run` function, and `main` only parses and dispatches.
 
 mod bench;
-mod bench_completion;
 mod faults;
 mod interrupt;
 mod model;
@@ -32,15 +31,13 @@ enum Command {
     /// that each handler ran exactly once; reports throughput, context
     /// switches and the completer's statistics.
     Stress(stress::StressArgs),
-    /// Settles the six questions of the v6 review by exhaustive exploration
-    /// of a model of the kernel design (v6, v6-fixed, merged): a verdict
-    /// table, then a shortest counterexample for every violation.
+    /// Checks the kernel design of task-context completion (v6, v6-fixed,
+    /// merged) for each property it must have (handler mandatory, run
+    /// budget, no sleeping lock in atomic context, nothing stranded after a
+    /// rolled-back offline, the rescuer on another CPU, re-deferral bounded)
+    /// by exhaustive exploration of a model: a verdict table, then a
+    /// shortest counterexample for every violation.
     Model(model::ModelArgs),
-    /// Measures the completion path against its peers (endio's batching
-    /// policies, channel and condvar worker pools, tokio spawn_blocking,
-    /// inline) in one run: throughput, context switches, wakeups and
-    /// handler-start latency per offered load, judged against issue 8's goals.
-    BenchCompletion(bench_completion::Args),
     /// fio-like I/O benchmark of buffered, dontcache and direct I/O side by
     /// side: throughput, latency, CPU and page-cache footprint. Without
     /// --target: a temporary 1 GiB file, a sequential write then read in
@@ -71,7 +68,6 @@ fn main() -> anyhow::Result<()> {
     let result = match cli.command {
         Command::Stress(args) => stress::run(&args),
         Command::Model(args) => model::run(&args),
-        Command::BenchCompletion(args) => bench_completion::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Stat(args) => stat::run(&args),
     };

@@ -11,21 +11,15 @@
 //!    model settles, each row's detail and, for every violation, its
 //!    shortest counterexample as numbered steps.
 //!
-//! Rows are built from the design's own results, so a design that is not a
-//! model of the kernel code reports into the same table: `--design endio`
-//! runs endio's own checks of each question (the loom and shuttle
-//! randomized-schedule tests of the real protocol code, and the tests of
-//! each property) and turns their verdicts into rows. The protocol is not
-//! re-implemented for this: those tests drive the library itself. It needs
-//! the source checkout endio was built from, and cargo.
+//! endio's own protocol is checked for the same properties by its tests
+//! (loom, shuttle and one test per property), which the developer tool
+//! `endio-harness protocol-checks` runs from the source checkout.
 //!
 //! Violations are findings, not failures: the command exits with status 0
 //! once every check ran, whatever the verdicts.
 
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
-
-use anyhow::Context as _;
 
 use crate::output;
 use endio_model::{Bound, Config, Design, Property, Question, Trace, Verdict};
@@ -35,12 +29,10 @@ use serde::Serialize;
 #[derive(Debug, clap::Args)]
 pub(crate) struct ModelArgs {
     /// The design to check: v6 (as posted), v6-fixed (with the fixes the
-    /// author accepted), merged (as merged for Linux 7.3), all (those
-    /// three), or endio (endio's own protocol, by running its loom, shuttle
-    /// and per-question tests from the source checkout; takes minutes the
-    /// first time, to build them).
+    /// author accepted), merged (as merged for Linux 7.3), or all (those
+    /// three).
     #[arg(long, default_value = "all", value_parser = parse_design)]
-    design: Choice<DesignName>,
+    design: Choice<Design>,
 
     /// The question to settle, by selector or by the property it is about:
     /// q1 (handler-mandatory), q2 (run-budget), q3
@@ -68,30 +60,6 @@ pub(crate) struct ModelArgs {
     bios: Option<u8>,
 }
 
-/// A design `endio model` can report on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum DesignName {
-    /// A version of the kernel design, checked on the explicit-state model.
-    Kernel(Design),
-    /// endio's own protocol, checked by its own tests.
-    Endio,
-}
-
-impl DesignName {
-    const ALL: [DesignName; 3] = [
-        DesignName::Kernel(Design::V6),
-        DesignName::Kernel(Design::V6Fixed),
-        DesignName::Kernel(Design::Merged),
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            DesignName::Kernel(d) => d.name(),
-            DesignName::Endio => "endio",
-        }
-    }
-}
-
 /// `--design` or `--question`: all of them, or one.
 #[derive(Clone, Copy, Debug)]
 enum Choice<T> {
@@ -109,22 +77,26 @@ impl<T: Copy> Choice<T> {
     }
 }
 
-/// Parses `--design`: a kernel design's name, `endio` or `all`.
-fn parse_design(s: &str) -> Result<Choice<DesignName>, String> {
+/// Parses `--design`: a kernel design's name or `all`.
+fn parse_design(s: &str) -> Result<Choice<Design>, String> {
     if s.eq_ignore_ascii_case("all") {
         return Ok(Choice::All);
     }
+    let names: Vec<&str> = Design::ALL.iter().map(|d| d.name()).collect();
     if s.eq_ignore_ascii_case("endio") {
-        return Ok(Choice::One(DesignName::Endio));
+        return Err(format!(
+            "endio model checks the kernel designs ({}); endio's own protocol is checked by \
+             its tests: run `cargo run -p endio-harness -- protocol-checks` in the source checkout",
+            names.join(", ")
+        ));
     }
-    DesignName::ALL
+    Design::ALL
         .into_iter()
         .find(|d| d.name().eq_ignore_ascii_case(s))
         .map(Choice::One)
         .ok_or_else(|| {
-            let names: Vec<&str> = DesignName::ALL.iter().map(|d| d.name()).collect();
             format!(
-                "unknown design {s:?}; give one of {}, endio or all",
+                "unknown design {s:?}; give one of {} or all",
                 names.join(", ")
             )
         })
@@ -207,266 +179,31 @@ struct Output {
 }
 
 /// The rows of one question on one design.
-fn rows(question: Question, design: DesignName, config: &Config) -> anyhow::Result<Vec<Row>> {
-    Ok(match design {
-        DesignName::Endio => endio_rows(question)?,
-        DesignName::Kernel(d) => {
-            let report = endio_model::check(question, d, config);
-            let mut rows = Vec::new();
-            for case in report.cases {
-                for r in case.results {
-                    rows.push(Row {
-                        question,
-                        design: design.name(),
-                        case: case.name.clone(),
-                        scenario: case.scenario.clone(),
-                        property: r.property,
-                        property_text: r.property.describe(),
-                        asked: r.asked,
-                        verdict: r.verdict,
-                        detail: r.detail,
-                        handlers_between_checks: r.handlers_between_checks,
-                        states: case.states,
-                        transitions: case.transitions,
-                        bound_reached: case.bound_reached,
-                        time: case.time,
-                        counterexample: r.counterexample,
-                    });
-                }
-            }
-            rows
-        }
-    })
-}
-
-/// One of endio's own checks of a question's property.
-struct EndioCheck {
-    property: Property,
-    /// What it runs, in words.
-    what: &'static str,
-    /// `cargo` arguments.
-    args: &'static [&'static str],
-    /// Extra `RUSTFLAGS` (the loom or shuttle build).
-    rustflags: Option<&'static str>,
-}
-
-/// endio's checks of `question`: its tests of the real protocol code.
-fn endio_checks(question: Question) -> Vec<EndioCheck> {
-    const SHUTTLE: &[&str] = &[
-        "test",
-        "-p",
-        "endio",
-        "--lib",
-        "--release",
-        "--target-dir",
-        "target/shuttle",
-        "--",
-        "shuttle_tests",
-        "--test-threads=1",
-        "--nocapture",
-    ];
-    const LOOM: &[&str] = &[
-        "test",
-        "-p",
-        "endio",
-        "--lib",
-        "--release",
-        "--target-dir",
-        "target/loom",
-        "--",
-        "loom_tests",
-    ];
-    let test = |property, what, args| EndioCheck {
-        property,
-        what,
-        args,
-        rustflags: None,
-    };
-    match question {
-        Question::HandlerMandatory => vec![test(
-            Property::HandlerPresent,
-            "compile_fail doctests: a Bio without a handler does not compile",
-            &["test", "-p", "endio", "--release", "--doc", "bio"],
-        )],
-        Question::RunBudget => vec![test(
-            Property::BoundedHandlerRun,
-            "tests/run_budget.rs: a 200k flood; runs end at the budget, overrun by at most one handler",
-            &["test", "-p", "endio", "--release", "--test", "run_budget"],
-        )],
-        Question::NoSleepingLockInAtomic => vec![
-            test(
-                Property::NoSleepInAtomic,
-                "tests/producer_never_blocks.rs: 100k pushes return while the worker is blocked",
-                &[
-                    "test",
-                    "-p",
-                    "endio",
-                    "--release",
-                    "--test",
-                    "producer_never_blocks",
-                ],
-            ),
-            EndioCheck {
-                property: Property::ExactlyOnce,
-                what: "loom, exhaustive: lock-free push / take-all / park-unpark, no lost wakeup",
-                args: LOOM,
-                rustflags: Some("--cfg loom"),
-            },
-        ],
-        Question::NoStrandedAfterRollback => vec![
-            EndioCheck {
-                property: Property::NothingStranded,
-                what: "shuttle: producers, workers, rescue, down_prep / dead / rollback / online under random schedules",
-                args: SHUTTLE,
-                rustflags: Some("--cfg shuttle"),
-            },
-            test(
-                Property::NothingStranded,
-                "tests/hotplug_lifecycle.rs: rollback requeue, interrupted batch, dead drain",
-                &[
-                    "test",
-                    "-p",
-                    "endio",
-                    "--release",
-                    "--test",
-                    "hotplug_lifecycle",
-                ],
-            ),
-        ],
-        Question::RescuerCrossCpu => vec![
-            EndioCheck {
-                property: Property::MutualExclusion,
-                what: "shuttle: a rescue thread drains another CPU's batch under random schedules",
-                args: SHUTTLE,
-                rustflags: Some("--cfg shuttle"),
-            },
-            test(
-                Property::ExactlyOnce,
-                "tests/stall_rescue.rs: a stalled worker's batch is completed by a rescue thread",
-                &["test", "-p", "endio", "--release", "--test", "stall_rescue"],
-            ),
-        ],
-        Question::RedeferralBounded => vec![test(
-            Property::BoundedRedeferral,
-            "tests/redeferral_bounded.rs: AlwaysAtomic, a handler that always punts; the deferred mark as guard",
-            &[
-                "test",
-                "-p",
-                "endio",
-                "--release",
-                "--test",
-                "redeferral_bounded",
-            ],
-        )],
-    }
-}
-
-/// The source checkout endio was built from.
-fn checkout() -> anyhow::Result<std::path::PathBuf> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    if root
-        .join("crates/endio/src/task/shuttle_tests.rs")
-        .is_file()
-    {
-        Ok(root)
-    } else {
-        anyhow::bail!(
-            "--design endio runs endio's own tests, which need the source checkout this binary was \
-             built from ({}); run it from a clone of the repository",
-            root.display()
-        )
-    }
-}
-
-/// Runs endio's checks of `question` and makes rows of them.
-fn endio_rows(question: Question) -> anyhow::Result<Vec<Row>> {
-    let root = checkout()?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+fn rows(question: Question, design: Design, config: &Config) -> Vec<Row> {
+    let report = endio_model::check(question, design, config);
     let mut rows = Vec::new();
-    for check in endio_checks(question) {
-        let start = Instant::now();
-        let mut command = std::process::Command::new(&cargo);
-        command.args(check.args).current_dir(&root);
-        if let Some(flags) = check.rustflags {
-            command.env("RUSTFLAGS", flags);
+    for case in report.cases {
+        for r in case.results {
+            rows.push(Row {
+                question,
+                design: design.name(),
+                case: case.name.clone(),
+                scenario: case.scenario.clone(),
+                property: r.property,
+                property_text: r.property.describe(),
+                asked: r.asked,
+                verdict: r.verdict,
+                detail: r.detail,
+                handlers_between_checks: r.handlers_between_checks,
+                states: case.states,
+                transitions: case.transitions,
+                bound_reached: case.bound_reached,
+                time: case.time,
+                counterexample: r.counterexample,
+            });
         }
-        // As many random schedules as CI runs (ci/shuttle.sh).
-        if std::env::var_os("ENDIO_SHUTTLE_ITERATIONS").is_none() {
-            command.env("ENDIO_SHUTTLE_ITERATIONS", "20000");
-        }
-        let out = command.output().with_context(|| {
-            format!("cannot run cargo ({cargo:?}) for --design endio; is it on PATH?")
-        })?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let passed: usize = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("test result: "))
-            .filter_map(|l| l.split_once(" passed").map(|(a, _)| a))
-            .filter_map(|a| a.rsplit(' ').next()?.parse::<usize>().ok())
-            .sum();
-        // Shuttle tests say how many schedules each explored.
-        let schedules: usize = text
-            .lines()
-            .filter(|l| l.starts_with("shuttle "))
-            .filter_map(|l| {
-                l.split(", ")
-                    .nth(1)?
-                    .split(' ')
-                    .next()?
-                    .parse::<usize>()
-                    .ok()
-            })
-            .sum();
-        let ok = out.status.success() && passed > 0;
-        let detail = if schedules > 0 {
-            format!(
-                "{}; {passed} tests, {schedules} random schedules",
-                check.what
-            )
-        } else {
-            format!("{}; {passed} tests", check.what)
-        };
-        let counterexample = (!ok).then(|| Trace {
-            steps: text
-                .lines()
-                .filter(|l| {
-                    l.contains("panicked")
-                        || l.contains("assert")
-                        || l.contains("seed")
-                        || l.contains("FAILED")
-                })
-                .take(12)
-                .map(str::to_owned)
-                .collect(),
-            cycle_start: None,
-        });
-        rows.push(Row {
-            question,
-            design: DesignName::Endio.name(),
-            case: "endio's own tests".to_owned(),
-            scenario: format!("cargo {}", check.args.join(" ")),
-            property: check.property,
-            property_text: check.property.describe(),
-            asked: true,
-            verdict: if ok {
-                Verdict::Holds
-            } else {
-                Verdict::Violated
-            },
-            detail,
-            handlers_between_checks: None,
-            states: schedules.max(passed),
-            transitions: 0,
-            bound_reached: false,
-            time: start.elapsed(),
-            counterexample,
-        });
     }
-    Ok(rows)
+    rows
 }
 
 /// Runs `endio model`.
@@ -480,8 +217,8 @@ pub(crate) fn run(args: &ModelArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut results = Vec::new();
     for &question in &questions {
-        for design in args.design.items(&DesignName::ALL) {
-            results.extend(rows(question, design, &config)?);
+        for design in args.design.items(&Design::ALL) {
+            results.extend(rows(question, design, &config));
         }
     }
     let output = Output {

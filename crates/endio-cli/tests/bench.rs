@@ -106,7 +106,7 @@ fn memcg_without_root_is_refused() {
     assert_refused(&out, &["--memcg needs root", "uid 65534", "drop --memcg"]);
 }
 
-/// Every field DESIGN §3 lists, and the fio keys, present and typed.
+/// Every field of a job's report, and the fio keys, present and typed.
 fn check_job_fields(job: &Value) {
     let name = job["jobname"].as_str().unwrap_or("?").to_owned();
     let num = |path: &[&str]| {

@@ -262,8 +262,13 @@ fn bad_names_are_refused() {
     let output = model(&["--design", "v7"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("v6, v6-fixed, merged or all"), "{stderr}");
+    // endio's own protocol is the harness's to check; the error says so.
+    let output = model(&["--design", "endio"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("v6, v6-fixed, merged, endio or all"),
+        stderr.contains("endio-harness -- protocol-checks"),
         "{stderr}"
     );
     let output = model(&["--question", "q9"]);

@@ -32,6 +32,8 @@ use endio::{
     Backend, Bio, BioFlags, Completer, Device, DontcacheMode, EndedBio, Engine, OpenOptions,
 };
 
+mod common;
+
 #[derive(Clone)]
 struct Args {
     size: u64,
@@ -41,19 +43,6 @@ struct Args {
     backend: Backend,
     targets: Vec<String>,
     modes: Vec<String>,
-}
-
-fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.to_ascii_lowercase();
-    let (num, shift) = match s.as_bytes().last() {
-        Some(b'k') => (&s[..s.len() - 1], 10),
-        Some(b'm') => (&s[..s.len() - 1], 20),
-        Some(b'g') => (&s[..s.len() - 1], 30),
-        _ => (&s[..], 0),
-    };
-    num.parse::<u64>()
-        .map(|n| n << shift)
-        .map_err(|_| format!("{s} is not a size (like 4k, 1m, 1g)"))
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -72,8 +61,8 @@ fn parse_args() -> Result<Args, String> {
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
-            "--size" => a.size = parse_size(&value()?)?,
-            "--bs" => a.bs = parse_size(&value()?)? as usize,
+            "--size" => a.size = common::size(&value()?)?,
+            "--bs" => a.bs = common::size(&value()?)? as usize,
             "--qd" => a.qd = value()?.parse().map_err(|_| "--qd needs a number")?,
             "--dir" => a.dir = value()?.into(),
             "--backend" => {

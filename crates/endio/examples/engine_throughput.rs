@@ -1,6 +1,9 @@
 //! Throughput of each backend at a fixed queue depth: a closed loop in which
-//! every completion handler (in task context) submits the next I/O.
-//! A small stand-in until the `endio bench` CLI exists.
+//! every completion handler (in task context) submits the next I/O. It
+//! shows what deferring the handlers to a completer costs against running
+//! them inline in the reaper (`--inline`); `scripts/bench.sh` runs it for
+//! that. `endio bench` is the fuller benchmark (modes side by side, page
+//! cache, fio's JSON).
 //!
 //! ```text
 //! cargo run --release -p endio --example engine_throughput -- \
@@ -22,6 +25,8 @@ use std::time::{Duration, Instant};
 
 use endio::{Backend, Bio, BioFlags, Completer, Device, EndedBio, Engine, Op, OpenOptions};
 
+mod common;
+
 #[derive(Clone)]
 struct Args {
     backends: Vec<Backend>,
@@ -35,19 +40,6 @@ struct Args {
     layout: bool,
     threads: usize,
     dir: PathBuf,
-}
-
-fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.to_ascii_lowercase();
-    let (num, shift) = match s.as_bytes().last() {
-        Some(b'k') => (&s[..s.len() - 1], 10),
-        Some(b'm') => (&s[..s.len() - 1], 20),
-        Some(b'g') => (&s[..s.len() - 1], 30),
-        _ => (&s[..], 0),
-    };
-    num.parse::<u64>()
-        .map(|n| n << shift)
-        .map_err(|_| format!("{s} is not a size (like 4k, 1m, 1g)"))
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -83,9 +75,9 @@ fn parse_args() -> Result<Args, String> {
                     other => return Err(format!("--rw {other}: use randread or write")),
                 }
             }
-            "--bs" => a.bs = parse_size(&value()?)? as usize,
+            "--bs" => a.bs = common::size(&value()?)? as usize,
             "--qd" => a.qd = value()?.parse().map_err(|_| "--qd needs a number")?,
-            "--size" => a.size = parse_size(&value()?)?,
+            "--size" => a.size = common::size(&value()?)?,
             "--seconds" => a.seconds = value()?.parse().map_err(|_| "--seconds needs a number")?,
             "--buffered" => a.direct = false,
             "--inline" => a.inline = true,

@@ -25,8 +25,8 @@
 //!    a job that wrote then fsyncs (`--end-fsync`, on by default) and the
 //!    time includes it.
 //! 5. The report ([`report`]): a table per access pattern with a column per
-//!    mode, `--json` (one object per job, DESIGN §3 fields plus fio's
-//!    `jobs[].read|write` keys), and `--plot` ([`plot`]).
+//!    mode, `--json` (one object per job: endio's fields, [`JobReport`],
+//!    plus fio's `jobs[].read|write` keys), and `--plot` ([`plot`]).
 
 mod dontcache;
 mod job;

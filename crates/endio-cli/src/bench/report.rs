@@ -1,6 +1,7 @@
-//! What a benchmark reports: the JSON document (DESIGN §3's fields per job,
-//! plus the keys fio's JSON output has, so scripts written for fio read it)
-//! and the human table.
+//! What a benchmark reports: the JSON document (per job, endio's fields:
+//! mode, pattern, throughput, latency, CPU, page cache, deferral, verify and
+//! dontcache counters; plus the keys fio's JSON output has, so scripts
+//! written for fio read it) and the human table.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -124,7 +125,7 @@ pub(crate) struct FioDir {
     pub(crate) lat_ns: FioLat,
 }
 
-/// One job: DESIGN §3's fields, then fio's.
+/// One job: endio's fields, then fio's.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct JobReport {
     /// `MODE-RW`, fio's job name.

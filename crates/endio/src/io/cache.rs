@@ -5,7 +5,7 @@
 //! ```
 //! # fn main() -> std::io::Result<()> {
 //! let file = std::fs::File::open("/etc/hostname")?;
-//! let r = endio::io::cache::residency(&file, 0..0)?; // 0..0: the whole file
+//! let r = endio::residency(&file, 0..0)?; // 0..0: the whole file
 //! assert!(r.cached_bytes <= std::fs::metadata("/etc/hostname")?.len() + 4095);
 //! # Ok(()) }
 //! ```

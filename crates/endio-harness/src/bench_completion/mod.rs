@@ -1,5 +1,6 @@
-//! `endio bench-completion`: the completion path against what a user would
-//! pick instead, side by side in one run (issue 8, items 1 and 2).
+//! `endio-harness bench-completion`: the completion path against what a
+//! user would pick instead, side by side in one run, judged against the
+//! completion path's goals (see [`report`]).
 //!
 //! The workload is the same for every contender: one producer thread per
 //! online CPU, pinned to it, hands completions with a trivial handler to task
@@ -68,7 +69,7 @@ const SPIN_NS: u64 = 5_000;
 /// The largest latency the histograms hold (larger values are clamped).
 const LATENCY_NS_MAX: u64 = 60_000_000_000;
 
-/// Options of `endio bench-completion`.
+/// Options of `endio-harness bench-completion`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// Short cells for CI: 200 ms each after a 50 ms warm-up (all
@@ -324,7 +325,7 @@ fn dedup<T: PartialEq + Copy>(items: &[T]) -> Vec<T> {
     out
 }
 
-/// Runs `endio bench-completion`.
+/// Runs `endio-harness bench-completion`.
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let cpus = endio::testing::read_cpu_list(Path::new("/sys"), "online")
         .context("cannot learn which CPUs are online")?;
@@ -370,7 +371,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
 fn pin(cpu: usize, who: &str) {
     if let Err(e) = endio::testing::pin_current_thread(cpu) {
         eprintln!(
-            "endio bench-completion: warning: a {who} cannot pin itself to CPU {cpu} ({e}); it runs unpinned"
+            "endio-harness bench-completion: warning: a {who} cannot pin itself to CPU {cpu} ({e}); it runs unpinned"
         );
     }
 }

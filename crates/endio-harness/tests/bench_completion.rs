@@ -1,4 +1,4 @@
-//! `endio bench-completion`: a short run reports every contender at every
+//! `endio-harness bench-completion`: a short run reports every contender at every
 //! load with sane numbers, and bad options are refused with the fix named.
 //! The numbers' goals are not checked here: speed is shown by the benchmark,
 //! never asserted by a timed test.
@@ -20,13 +20,13 @@ const CONTENDERS: [&str; 8] = [
 
 const LOADS: [&str; 4] = ["1k/s", "10k/s", "100k/s", "saturation"];
 
-/// Runs `endio bench-completion ARGS...`.
+/// Runs `endio-harness bench-completion ARGS...`.
 fn bench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_endio"))
+    Command::new(env!("CARGO_BIN_EXE_endio-harness"))
         .arg("bench-completion")
         .args(args)
         .output()
-        .expect("the endio binary runs")
+        .expect("the endio-harness binary runs")
 }
 
 /// Parses standard output as JSON, showing everything on failure.
@@ -62,7 +62,7 @@ fn quick_run_reports_every_contender_and_load() {
     let report = json_of(&output);
     // The table goes to standard error when the JSON takes standard output.
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("goals (issue 8, item 2):"), "{stderr}");
+    assert!(stderr.contains("goals of the completion path:"), "{stderr}");
 
     assert_eq!(report["quick"], true);
     let cells = report["cells"].as_array().expect("cells is an array");
