@@ -95,6 +95,7 @@ macro_rules! counters {
         impl $snap {
             /// Adds `other` into this one: sums add up, maxima take the
             /// larger.
+            #[allow(clippy::assign_op_pattern)]
             pub fn accumulate(&mut self, other: &$snap) {
                 $( $(
                     self.$field =
