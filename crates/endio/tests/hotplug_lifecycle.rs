@@ -1,5 +1,5 @@
 //! The per-CPU lifecycle driven through the API: a rolled-back offline
-//! requeues (review Q4), `cpu_dead` drains in its caller, later completions
+//! requeues (nothing is stranded by a rolled-back offline), `cpu_dead` drains in its caller, later completions
 //! on a dead CPU go elsewhere, `cpu_down_prep` waits for a running drain, and
 //! misuse gets errors that name the fix. Also the hotplug watcher, on a fake
 //! sysfs tree.

@@ -1,4 +1,4 @@
-//! Bad input (DESIGN §4), one test each: a clear error that names the
+//! Bad input, one test each: a clear error that names the
 //! problem and the fix, and nothing lost (a refused bio comes back with its
 //! handler, which has not run).
 
