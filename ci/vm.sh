@@ -136,13 +136,17 @@ cd "$ROOT"
 echo "vm.sh: building endio (release)" >&2
 cargo build --release --quiet -p endio-cli --bin endio
 cargo build --release --quiet -p endio --example crash_workload
+# The dontcache-mode integration tests run inside too (the same binary).
+MODE_TEST="$(cargo test --release --quiet -p endio-cli --test dontcache_mode --no-run --message-format=json |
+    sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)"
+[ -x "$MODE_TEST" ] || { echo "vm.sh: no dontcache_mode test binary" >&2; exit 2; }
 gcc -O2 -Wall -static -o "$VM/dcloop" "$ROOT/ci/vm/dcloop.c"
 
 
 # --- Initramfs ---------------------------------------------------------------
 IR="$VM/initramfs"
 rm -rf "$IR"
-mkdir -p "$IR"/{bin,sbin,dev,proc,sys,tmp,run,vm,lib/modules/$KVER}
+mkdir -p "$IR"/{bin,sbin,dev,proc,sys,tmp,run,vm,var/tmp,lib/modules/$KVER}
 cp /bin/busybox "$IR/bin/busybox"
 copy_with_libs() { # FILE DESTDIR
     cp -L "$1" "$2/"
@@ -155,6 +159,8 @@ copy_with_libs() { # FILE DESTDIR
 copy_with_libs "$ROOT/target/release/endio" "$IR/bin"
 copy_with_libs "$ROOT/target/release/examples/crash_workload" "$IR/bin"
 copy_with_libs "$(command -v dmsetup)" "$IR/sbin"
+copy_with_libs "$MODE_TEST" "$IR/bin"
+mv "$IR/bin/$(basename "$MODE_TEST")" "$IR/bin/dontcache_mode"
 cp "$VM/dcloop" "$IR/bin/"
 cp "$ROOT"/ci/vm/*.sh "$IR/vm/"
 cp "$ROOT/ci/vm/init" "$IR/init"
