@@ -10,7 +10,8 @@
 #
 # CMD runs inside the VM from /vm (the scripts of ci/vm/), with endio, the
 # test programs, busybox and dmsetup on PATH, cgroup v2 mounted and the
-# modules loaded (virtio_blk, loop, dm-mod, dm-flakey, dm-log-writes, brd).
+# modules loaded (virtio_blk, loop, dm-mod, dm-flakey, dm-log-writes, brd,
+# ext4).
 # Each --disk is a fresh sparse raw file under target/vm/ attached as
 # /dev/vda, /dev/vdb, ... (default: one 1G disk). Output of CMD is printed;
 # the exit status of this script is CMD's.
@@ -138,7 +139,7 @@ cargo build --release --quiet -p endio-cli --bin endio
 cargo build --release --quiet -p endio --example crash_workload
 # The dontcache-mode integration tests run inside too (the same binary).
 MODE_TEST="$(cargo test --release --quiet -p endio-cli --test dontcache_mode --no-run --message-format=json |
-    sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)"
+    sed -n 's/.*"executable":"\([^"]*\/deps\/dontcache_mode-[^"]*\)".*/\1/p' | tail -1)"
 [ -x "$MODE_TEST" ] || { echo "vm.sh: no dontcache_mode test binary" >&2; exit 2; }
 gcc -O2 -Wall -static -o "$VM/dcloop" "$ROOT/ci/vm/dcloop.c"
 
@@ -167,7 +168,7 @@ cp "$ROOT/ci/vm/init" "$IR/init"
 chmod +x "$IR/init"
 
 # Modules with their dependencies, decompressed; depmod for modprobe.
-WANT=(virtio_blk loop dm-mod dm-flakey dm-log-writes brd)
+WANT=(virtio_blk loop dm-mod dm-flakey dm-log-writes brd ext4)
 declare -A MODPATH=()
 while read -r p; do
     n="$(basename "$p")"; n="${n%.ko*}"; MODPATH["${n//-/_}"]="$p"
@@ -221,7 +222,7 @@ timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 \
     -kernel "$VMLINUZ" -initrd "$VM/initrd.gz" \
     -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init" \
     -display none -monitor none -serial stdio -no-reboot "${DRIVES[@]}" </dev/null |
-    tr -d '\r' | tee "$LOG" | grep -v --line-buffered -e "^$MARK " -e "^\[ *[0-9.]*\] reboot: Power down"
+    sed -u 's/\r$//' | tee "$LOG" | grep -v --line-buffered -e "^$MARK " -e "^\[ *[0-9.]*\] reboot: Power down"
 qrc=${PIPESTATUS[0]}
 set -e
 rc="$(sed -n "s/^$MARK \([0-9]*\)\$/\1/p" "$LOG" | tail -1)"
