@@ -26,7 +26,7 @@ use std::path::PathBuf;
 
 use crate::pattern::{BLOCK, word};
 
-const MAGIC: u64 = 0x6a73_6677_7368_72;
+const MAGIC: u64 = 0x006a_7366_7773_6872;
 const FLAG_DISCARD: u64 = 4;
 const FLAG_MARK: u64 = 8;
 /// Violations printed in full (the rest are counted).

@@ -71,7 +71,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     if a.device.as_os_str().is_empty() {
         return Err("--device is required".into());
     }
-    if a.size < WRITE_BLOCKS_MAX * BLOCK || a.size % BLOCK != 0 {
+    if a.size < WRITE_BLOCKS_MAX * BLOCK || !a.size.is_multiple_of(BLOCK) {
         return Err(format!(
             "--size must be a multiple of {BLOCK} and at least {} bytes",
             WRITE_BLOCKS_MAX * BLOCK
