@@ -330,19 +330,31 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
         } else {
             bs_min
         };
-        if vb < endio::io::verify::BLOCK_MIN as u64
-            || !vb.is_multiple_of(8)
-            || jobs.iter().any(|&(_, rw)| !bs_of(rw).is_multiple_of(vb))
-        {
+        if vb < endio::io::verify::BLOCK_MIN as u64 {
             bail!(
-                "--verify needs block sizes of at least {} bytes that are multiples of 8 and of each other; e.g. --bs 4k",
+                "--verify with --bs {vb}: a verified block holds a {}-byte header, so --bs must be at least {} bytes; e.g. --bs 4k",
+                endio::io::verify::HEADER_LEN,
                 endio::io::verify::BLOCK_MIN
+            );
+        }
+        if jobs.iter().any(|&(_, rw)| !bs_of(rw).is_multiple_of(vb)) {
+            bail!(
+                "--verify needs the block sizes of all patterns to be multiples of the smallest ({vb}); give one --bs, e.g. --bs 4k"
             );
         }
         Some(vb as usize)
     } else {
         None
     };
+    if let Some(bs) = args.bs
+        && modes.contains(&Mode::Direct)
+        && !bs.is_multiple_of(512)
+    {
+        bail!(
+            "--bs {bs} with --mode direct: direct I/O moves whole logical blocks (512 bytes or more), so its --bs must be a multiple of 512; use --bs {}, or leave direct out of --mode (e.g. --mode buffered,dontcache)",
+            bs.div_ceil(512) * 512
+        );
+    }
     if let Some(size) = args.size
         && size < bs_max
     {
@@ -363,6 +375,9 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
         (None, true) => Target::temp_loop_device(args.size.unwrap_or(target::DEFAULT_SIZE))?,
         (None, false) => Target::temp_file(args.size.unwrap_or(target::DEFAULT_SIZE))?,
     };
+    if let Some(note) = target.tmpfs_note(&modes) {
+        eprintln!("{note}");
+    }
     // Whole blocks of the largest block size.
     target.size -= target.size % bs_max;
     if target.size == 0 {
@@ -480,6 +495,9 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
         writeln!(out, "plot: {}", path.display()).ok();
     }
     drop(sampler);
+    if failure.is_none() && !interrupt::interrupted() {
+        target.keep();
+    }
     drop(target);
     drop(memcg);
     if let Some(e) = failure {
