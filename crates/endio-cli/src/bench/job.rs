@@ -348,7 +348,13 @@ pub(super) fn open_error_in_cli_terms(e: OpenError) -> anyhow::Error {
             "--target {} is a {what}; give a regular file or a block device",
             path.display()
         ),
-        _ => return e.into(),
+        OpenError::Io { path, source } => format!(
+            "cannot open {}: {}",
+            path.display(),
+            super::target::describe_os_error(source)
+        ),
+        // The source, if any, is in the message already.
+        _ => e.to_string(),
     };
     anyhow::anyhow!(message)
 }

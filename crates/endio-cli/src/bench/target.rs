@@ -359,7 +359,10 @@ impl Target {
         let engine = builder.build().context("cannot start the I/O engine")?;
         let open = |direct: bool| {
             let mut o = OpenOptions::new().write(true).direct(direct);
-            if self.kind == Kind::File {
+            // The null backend's device needs its size; a file grows with
+            // the writes (so a write that cannot land fails here, with its
+            // errno, rather than a sparse growth up front).
+            if self.kind == Kind::File && engine.backend() == Backend::Null {
                 o = o.size(self.size);
             }
             engine.open(&self.path, o)
@@ -426,7 +429,7 @@ impl Target {
                 .take()
                 .unwrap_or((0, "unknown error".into()));
             bail!(
-                "laying out {}: {errors} writes failed, the first at offset {at}: {why}; check free space (df) and the device (dmesg), or give a smaller --size",
+                "laying out {}: {errors} writes failed, the first at offset {at}: {why}; check free space (df), the file size limit (ulimit -f) and the device (dmesg), or give a smaller --size",
                 self.path.display()
             );
         }
@@ -551,5 +554,46 @@ impl Sampler {
     /// Residency of the range the jobs use, if the kernel tells.
     pub(crate) fn sample(&self) -> Option<Residency> {
         cache::residency(&self.file, 0..self.size).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_chunks_are_whole_verify_blocks_and_aligned() {
+        assert_eq!(layout_chunk(1, 1), Some(1 << 20));
+        assert_eq!(layout_chunk(4096, 512), Some(1 << 20));
+        for (vb, align) in [
+            (3000, 1),
+            (3000, 512),
+            (8704, 4096),
+            (4097, 1),
+            (1000, 4096),
+        ] {
+            let chunk = layout_chunk(vb, align).unwrap();
+            assert!(
+                chunk.is_multiple_of(vb) && chunk.is_multiple_of(align),
+                "{vb} {align}"
+            );
+            assert!(chunk <= 1 << 20, "{vb} {align}: {chunk}");
+        }
+        // One unit larger than 1 MiB is still one write, within the limit.
+        assert_eq!(layout_chunk(3 << 20, 4096), Some(3 << 20));
+        assert_eq!(layout_chunk(endio::io::MAX_IO_BYTES + 8, 1), None);
+    }
+
+    #[test]
+    fn os_errors_carry_their_errno_name_and_number() {
+        let e = std::io::Error::from_raw_os_error(28);
+        let text = describe_os_error(&e);
+        assert!(
+            text.contains("ENOSPC") && text.contains("errno 28"),
+            "{text}"
+        );
+        assert!(!text.contains("os error"), "{text}");
+        let text = describe_os_error(&std::io::Error::from_raw_os_error(61));
+        assert!(text.contains("errno 61"), "{text}");
     }
 }
