@@ -780,6 +780,43 @@ mod tests {
     }
 
     #[test]
+    fn a_parked_producer_wakes_when_half_its_window_has_completed() {
+        const INFLIGHT: u64 = 64;
+        let seen: Arc<[AtomicU8]> = (0..INFLIGHT).map(|_| AtomicU8::new(0)).collect();
+        let faults = HandlerFaults {
+            panic_p: 0.0,
+            stall_p: 0.0,
+            stall: Duration::ZERO,
+            seed: 1,
+        };
+        let p = Arc::new(Producer::new(0..64, seen, Instant::now(), faults));
+        let _ = p.thread.set(thread::current());
+        let handlers = {
+            let p = Arc::clone(&p);
+            thread::spawn(move || {
+                // Long enough for the producer to spin, yield and park.
+                thread::sleep(Duration::from_millis(50));
+                for id in 0..INFLIGHT as usize {
+                    p.complete(id);
+                    thread::sleep(Duration::from_micros(200));
+                }
+            })
+        };
+        let t = Instant::now();
+        assert!(p.wait_for_room(INFLIGHT, INFLIGHT));
+        let completed = p.completed.load(Relaxed);
+        // Woken at the low-water mark, not by the first completion.
+        assert!(
+            completed >= INFLIGHT / 2,
+            "woke after {completed} completions"
+        );
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        assert_eq!(p.wake_at.load(Relaxed), NOT_WAITING);
+        handlers.join().unwrap();
+        assert!(p.seen.iter().all(|s| s.load(Relaxed) == 1));
+    }
+
+    #[test]
     fn check_counts_lost_and_duplicated() {
         let seen: Vec<AtomicU8> = [1, 0, 2, 1, 3, 0].into_iter().map(AtomicU8::new).collect();
         assert_eq!(check(&seen), (2, 2));
