@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use endio::{
-    Backend, Bio, BioFlags, Completer, Device, EndedBio, Engine, Op, OpenError, OpenOptions,
-    SubmitError, SubmitErrorKind, Verifier, VerifyStats,
+    Backend, Bio, BioFlags, Completer, Device, EndedBio, Engine, EngineError, Op, OpenError,
+    OpenOptions, SubmitError, SubmitErrorKind, Verifier, VerifyStats,
 };
 use hdrhistogram::Histogram;
 
@@ -359,6 +359,20 @@ pub(super) fn open_error_in_cli_terms(e: OpenError) -> anyhow::Error {
     anyhow::anyhow!(message)
 }
 
+/// An engine that cannot start, in the terms of the command line (see
+/// [`open_error_in_cli_terms`]).
+pub(super) fn engine_error_in_cli_terms(e: EngineError) -> anyhow::Error {
+    match e {
+        EngineError::Uring { source } => anyhow::anyhow!(
+            "--backend uring: {}; use --backend threads (or ENDIO_BACKEND=threads) to run without io_uring",
+            source
+                .to_string()
+                .replace("EngineBuilder::queue_depth", "--iodepth")
+        ),
+        e => anyhow::anyhow!("cannot start the I/O engine: {e}"),
+    }
+}
+
 /// A refused submit in the terms of the command line (see
 /// [`open_error_in_cli_terms`]).
 pub(super) fn submit_error_in_cli_terms(e: SubmitError, dev: &Device) -> anyhow::Error {
@@ -394,7 +408,7 @@ fn build_engine(spec: &JobSpec, depth: u32) -> anyhow::Result<(Completer, Engine
     if let Some(b) = spec.backend {
         builder = builder.backend(b);
     }
-    let engine = builder.build().context("cannot start the I/O engine")?;
+    let engine = builder.build().map_err(engine_error_in_cli_terms)?;
     Ok((completer, engine))
 }
 

@@ -356,7 +356,9 @@ impl Target {
         if let Some(b) = backend {
             builder = builder.backend(b);
         }
-        let engine = builder.build().context("cannot start the I/O engine")?;
+        let engine = builder
+            .build()
+            .map_err(super::job::engine_error_in_cli_terms)?;
         let open = |direct: bool| {
             let mut o = OpenOptions::new().write(true).direct(direct);
             // The null backend's device needs its size; a file grows with
