@@ -829,3 +829,35 @@ fn verify_with_a_block_smaller_than_its_header_names_the_bs() {
     ]);
     assert_refused(&out, &["--verify", "--bs", "64"]);
 }
+
+#[test]
+fn verify_after_random_writes_on_an_existing_file_checks_only_patterned_blocks() {
+    // Random writes reach some blocks only; the read-back checks them all,
+    // so the file (full size, no layout needed otherwise) is laid out with
+    // the pattern first.
+    let dir = common::disk_dir("endio-cli-inputs-");
+    let target = dir.path().join("existing");
+    fs::write(&target, vec![0x5a; 2 << 20]).unwrap();
+    let json = dir.path().join("out.json");
+    let out = bench(&[
+        "--target",
+        target.to_str().unwrap(),
+        "--size",
+        "2M",
+        "--mode",
+        "buffered",
+        "--rw",
+        "randwrite",
+        "--verify",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    common::assert_success(&out, "--verify --rw randwrite on an existing file");
+    let job = &json_of(&json)["jobs"][0];
+    assert_eq!(
+        job["verify"]["checked_bytes"].as_u64(),
+        Some(2 << 20),
+        "{job}"
+    );
+    assert_eq!(job["verify"]["errors"].as_u64(), Some(0), "{job}");
+}

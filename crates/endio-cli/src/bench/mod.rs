@@ -5,8 +5,8 @@
 //! 1. The target: `--target PATH` (a file, created if missing, or a block
 //!    device), else a temporary file in `$TMPDIR` (the embedded default),
 //!    or with `--bdev` a loop device over one. A temporary target, a file
-//!    shorter than `--size`, or any target that `--verify` reads is first
-//!    laid out: written whole (direct I/O where possible), with the verify
+//!    shorter than `--size`, or any target of a `--verify` run (all of
+//!    which it reads back) is first laid out: written whole (direct I/O where possible), with the verify
 //!    pattern when verifying.
 //! 2. With `--memcg SIZE` the process moves into a memory cgroup of that
 //!    limit first ([`memcg`]), and back out at the end.
@@ -398,8 +398,11 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let seed = args.seed;
     let verifier = || verify_block.map(|vb| Arc::new(Verifier::new(vb, seed)));
 
-    let reads_verified = args.verify && jobs.iter().any(|&(_, rw)| rw.reads());
-    if target.needs_layout || reads_verified {
+    // With --verify every block is read: by a read job or by the read-back
+    // after a write job, which checks the whole range even where a random
+    // or --runtime-limited write did not reach. So all of it gets the
+    // pattern first.
+    if target.needs_layout || args.verify {
         eprintln!(
             "laying out {} ({}{})",
             target.path.display(),

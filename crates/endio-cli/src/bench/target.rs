@@ -414,10 +414,10 @@ impl Target {
                     Err(e) => describe_os_error(&e),
                 };
                 errors.fetch_add(1, Ordering::Relaxed);
-                first_error
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_or_insert((offset, failure));
+                let mut first = first_error.lock().unwrap_or_else(|p| p.into_inner());
+                if first.as_ref().is_none_or(|&(at, _)| offset < at) {
+                    *first = Some((offset, failure));
+                }
             }))
             .map_err(|e| super::job::submit_error_in_cli_terms(e, &dev))?;
             offset += len;
