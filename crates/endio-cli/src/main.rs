@@ -13,6 +13,9 @@ mod stat;
 mod stress;
 mod sys;
 
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 /// Task-context I/O completion and dontcache buffered I/O.
@@ -48,8 +51,19 @@ enum Command {
     Stat(stat::StatArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+/// Runs the subcommand; a failure is one `error:` line (the message and its
+/// causes, without a backtrace) and exit status 1.
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     // The library reports through `tracing` (contained handler panics, a
     // worker that cannot pin itself); show warnings and errors on stderr,
     // more with RUST_LOG=endio=debug.
@@ -60,6 +74,8 @@ fn main() -> anyhow::Result<()> {
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: a log file or a pipe gets text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(directives)),

@@ -7,9 +7,11 @@
 //!    range per producer.
 //! 3. A producer completes its bios one by one, each a [`Bio::nop`] flagged
 //!    [`BioFlags::COMPLETE_IN_TASK`], inside an atomic section, so every one
-//!    is deferred to the CPU's worker. Before each it waits (yielding, outside
-//!    the atomic section) while `--inflight` of its bios are still
-//!    outstanding, which bounds memory.
+//!    is deferred to the CPU's worker. Before each it waits (outside the
+//!    atomic section) while `--inflight` of its bios are still outstanding,
+//!    which bounds memory: a few spins, a few yields, then it parks until
+//!    half of them have completed (see [`Producer::wait_for_room`]), so a
+//!    producer whose handlers stall sleeps instead of spinning.
 //! 4. A handler bumps its bio's slot in a shared array of counters and the
 //!    completion count of its producer; the first and the last completion of a
 //!    producer note the time.
@@ -21,9 +23,12 @@ use std::io::{self, Write};
 use std::ops::Range;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
-use std::thread;
+use std::sync::atomic::{
+    AtomicU8, AtomicU64,
+    Ordering::{Relaxed, SeqCst},
+};
+use std::sync::{Arc, OnceLock};
+use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -201,7 +206,24 @@ struct Producer {
     clock: Instant,
     /// Panics and stalls to inject.
     faults: HandlerFaults,
+    /// The producer's thread, unparked by the handler that gives it room.
+    thread: OnceLock<Thread>,
+    /// While the producer is parked: the `completed` count it waits for;
+    /// [`NOT_WAITING`] otherwise.
+    wake_at: AtomicU64,
 }
+
+/// `wake_at` value meaning "the producer is not parked".
+const NOT_WAITING: u64 = u64::MAX;
+
+/// Spins, then yields, of a producer that finds no room before it parks.
+/// The producer shares its CPU with the worker that runs its handlers, so
+/// spinning long only delays them.
+const WAIT_SPINS: u32 = 64;
+const WAIT_YIELDS: u32 = 4;
+
+/// The longest single park: a bound on the loop, should a wakeup be missed.
+const PARK_MAX: Duration = Duration::from_millis(10);
 
 /// Timestamp value meaning "not yet".
 const NOT_YET: u64 = u64::MAX;
@@ -221,6 +243,8 @@ impl Producer {
             last_ns: AtomicU64::new(NOT_YET),
             clock,
             faults,
+            thread: OnceLock::new(),
+            wake_at: AtomicU64::new(NOT_WAITING),
         }
     }
 
@@ -232,12 +256,21 @@ impl Producer {
     /// The handler of bio `id`.
     fn complete(&self, id: usize) {
         self.seen[id].fetch_add(1, Relaxed);
-        let before = self.completed.fetch_add(1, Relaxed);
+        // SeqCst: with the load of `wake_at` below, one half of the
+        // store-then-load pair with `wait_for_room` (no lost wakeup).
+        let before = self.completed.fetch_add(1, SeqCst);
         if before == 0 {
             self.first_ns.store(self.elapsed_ns(), Relaxed);
         }
         if before + 1 == self.len() {
             self.last_ns.store(self.elapsed_ns(), Relaxed);
+        }
+        // SeqCst: the other half of the pair (see `wait_for_room`).
+        if before + 1 >= self.wake_at.load(SeqCst)
+            && self.wake_at.swap(NOT_WAITING, Relaxed) != NOT_WAITING
+            && let Some(t) = self.thread.get()
+        {
+            t.unpark();
         }
     }
 
@@ -250,18 +283,60 @@ impl Producer {
         issued.saturating_sub(self.completed.load(Relaxed))
     }
 
-    /// Waits, yielding, until fewer than `inflight` bios are outstanding;
-    /// `false` if no handler ran for [`STALL_TIMEOUT`].
+    /// Waits until fewer than `inflight` bios are outstanding; `false` if
+    /// no handler ran for [`STALL_TIMEOUT`]. Called by the producer thread
+    /// only.
+    ///
+    /// 1. Spin [`WAIT_SPINS`] times, then yield [`WAIT_YIELDS`] times,
+    ///    checking for room: a short wait costs no sleep.
+    /// 2. Then park until at most `inflight / 2` are outstanding (half the
+    ///    window, so the producer wakes once per many completions, not once
+    ///    per completion): store that count as `wake_at`, check `completed`
+    ///    again, park. A handler bumps `completed`, then reads `wake_at`;
+    ///    when its count reaches it, it takes `wake_at` back and unparks the
+    ///    producer.
+    ///
+    /// No wakeup is lost: both sides store, then load, with `SeqCst`, so
+    /// in their single total order either the producer's load of
+    /// `completed` sees the completion that reaches `wake_at` (it does not
+    /// park) or that handler's load of `wake_at` sees the producer's store
+    /// (it unparks; an unpark before the park makes the park return at
+    /// once). Each park is bounded by [`PARK_MAX`] besides.
     fn wait_for_room(&self, issued: u64, inflight: u64) -> bool {
-        let mut deadline = None;
-        while self.outstanding(issued) >= inflight {
-            let now = Instant::now();
-            if now >= *deadline.get_or_insert(now + STALL_TIMEOUT) {
-                return false;
+        let has_room = || self.outstanding(issued) < inflight;
+        for _ in 0..WAIT_SPINS {
+            if has_room() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        for _ in 0..WAIT_YIELDS {
+            if has_room() {
+                return true;
             }
             thread::yield_now();
         }
-        true
+        let want = issued - (inflight / 2).min(issued);
+        let mut seen = self.completed.load(Relaxed);
+        let mut deadline = Instant::now() + STALL_TIMEOUT;
+        loop {
+            // SeqCst: see the pairing argument above.
+            self.wake_at.store(want, SeqCst);
+            let completed = self.completed.load(SeqCst);
+            if completed >= want {
+                self.wake_at.store(NOT_WAITING, Relaxed);
+                return true;
+            }
+            let now = Instant::now();
+            if completed != seen {
+                seen = completed;
+                deadline = now + STALL_TIMEOUT;
+            } else if now >= deadline {
+                self.wake_at.store(NOT_WAITING, Relaxed);
+                return false;
+            }
+            thread::park_timeout((deadline - now).min(PARK_MAX));
+        }
     }
 }
 
@@ -274,6 +349,7 @@ fn produce(completer: &Completer, producer: &Arc<Producer>, cpu: usize, inflight
             "endio stress: warning: a producer cannot pin itself to CPU {cpu} ({e}); it runs unpinned"
         );
     }
+    let _ = producer.thread.set(thread::current());
     for (issued, id) in (0_u64..).zip(producer.ids.clone()) {
         if !producer.wait_for_room(issued, inflight) {
             return false;
@@ -707,6 +783,43 @@ mod tests {
             }
             assert_eq!(next, bios);
         }
+    }
+
+    #[test]
+    fn a_parked_producer_wakes_when_half_its_window_has_completed() {
+        const INFLIGHT: u64 = 64;
+        let seen: Arc<[AtomicU8]> = (0..INFLIGHT).map(|_| AtomicU8::new(0)).collect();
+        let faults = HandlerFaults {
+            panic_p: 0.0,
+            stall_p: 0.0,
+            stall: Duration::ZERO,
+            seed: 1,
+        };
+        let p = Arc::new(Producer::new(0..64, seen, Instant::now(), faults));
+        let _ = p.thread.set(thread::current());
+        let handlers = {
+            let p = Arc::clone(&p);
+            thread::spawn(move || {
+                // Long enough for the producer to spin, yield and park.
+                thread::sleep(Duration::from_millis(50));
+                for id in 0..INFLIGHT as usize {
+                    p.complete(id);
+                    thread::sleep(Duration::from_micros(200));
+                }
+            })
+        };
+        let t = Instant::now();
+        assert!(p.wait_for_room(INFLIGHT, INFLIGHT));
+        let completed = p.completed.load(Relaxed);
+        // Woken at the low-water mark, not by the first completion.
+        assert!(
+            completed >= INFLIGHT / 2,
+            "woke after {completed} completions"
+        );
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        assert_eq!(p.wake_at.load(Relaxed), NOT_WAITING);
+        handlers.join().unwrap();
+        assert!(p.seen.iter().all(|s| s.load(Relaxed) == 1));
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! 1. The target: `--target PATH` (a file, created if missing, or a block
 //!    device), else a temporary file in `$TMPDIR` (the embedded default),
 //!    or with `--bdev` a loop device over one. A temporary target, a file
-//!    shorter than `--size`, or any target that `--verify` reads is first
-//!    laid out: written whole (direct I/O where possible), with the verify
+//!    shorter than `--size`, or any target of a `--verify` run (all of
+//!    which it reads back) is first laid out: written whole (direct I/O where possible), with the verify
 //!    pattern when verifying.
 //! 2. With `--memcg SIZE` the process moves into a memory cgroup of that
 //!    limit first ([`memcg`]), and back out at the end.
@@ -359,19 +359,31 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
         } else {
             bs_min
         };
-        if vb < endio::Verifier::BLOCK_MIN as u64
-            || !vb.is_multiple_of(8)
-            || jobs.iter().any(|&(_, rw)| !bs_of(rw).is_multiple_of(vb))
-        {
+        if vb < endio::Verifier::BLOCK_MIN as u64 {
             bail!(
-                "--verify needs block sizes of at least {} bytes that are multiples of 8 and of each other; e.g. --bs 4k",
+                "--verify with --bs {vb}: a verified block holds a {}-byte header, so --bs must be at least {} bytes; e.g. --bs 4k",
+                endio::Verifier::HEADER_LEN,
                 endio::Verifier::BLOCK_MIN
+            );
+        }
+        if jobs.iter().any(|&(_, rw)| !bs_of(rw).is_multiple_of(vb)) {
+            bail!(
+                "--verify needs the block sizes of all patterns to be multiples of the smallest ({vb}); give one --bs, e.g. --bs 4k"
             );
         }
         Some(vb as usize)
     } else {
         None
     };
+    if let Some(bs) = args.bs
+        && modes.contains(&Mode::Direct)
+        && !bs.is_multiple_of(512)
+    {
+        bail!(
+            "--bs {bs} with --mode direct: direct I/O moves whole logical blocks (512 bytes or more), so its --bs must be a multiple of 512; use --bs {}, or leave direct out of --mode (e.g. --mode buffered,dontcache)",
+            bs.div_ceil(512) * 512
+        );
+    }
     if let Some(size) = args.size
         && size < bs_max
     {
@@ -410,6 +422,9 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
         (None, true) => Target::temp_loop_device(args.size.unwrap_or(target::DEFAULT_SIZE))?,
         (None, false) => Target::temp_file(args.size.unwrap_or(target::DEFAULT_SIZE))?,
     };
+    if let Some(note) = target.tmpfs_note(&modes) {
+        eprintln!("{note}");
+    }
     // Whole blocks of the largest block size.
     target.size -= target.size % bs_max;
     if target.size == 0 {
@@ -430,8 +445,11 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let seed = args.seed;
     let verifier = || verify_block.map(|vb| Arc::new(Verifier::new(vb, seed)));
 
-    let reads_verified = args.verify && jobs.iter().any(|&(_, rw)| rw.reads());
-    if target.needs_layout || reads_verified {
+    // With --verify every block is read: by a read job or by the read-back
+    // after a write job, which checks the whole range even where a random
+    // or --runtime-limited write did not reach. So all of it gets the
+    // pattern first.
+    if target.needs_layout || args.verify {
         eprintln!(
             "laying out {} ({}{})",
             target.path.display(),
@@ -527,6 +545,9 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
         writeln!(out, "plot: {}", path.display()).ok();
     }
     drop(sampler);
+    if failure.is_none() && !interrupt::interrupted() {
+        target.keep();
+    }
     drop(target);
     drop(memcg);
     if let Some(e) = failure {

@@ -77,8 +77,26 @@ pub(crate) struct Target {
     /// A file whose cache must be invalidated along with the target (the
     /// backing file of a loop device without direct I/O).
     also_invalidate: Option<PathBuf>,
+    /// A `--target` file that endio created: removed on drop unless
+    /// [`keep`](Target::keep) was called (a failed or interrupted run
+    /// leaves no half-written file behind).
+    created: Option<PathBuf>,
     _loop: Option<LoopDev>,
     _dir: Option<(tempfile::TempDir, Registration)>,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(path) = self.created.take()
+            && let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            eprintln!(
+                "warning: cannot remove {}, which this run created: {e}; remove it by hand",
+                path.display()
+            );
+        }
+    }
 }
 
 /// A temporary directory on a filesystem with a page cache of its own:
@@ -122,6 +140,7 @@ impl Target {
         if let Some(note) = note {
             eprintln!("{note}");
         }
+        check_free_space(dir.path(), size, "--size")?;
         let registration = interrupt::register(Undo::RemoveDir(dir.path().to_owned()));
         let path = dir.path().join("data");
         File::create(&path)
@@ -135,6 +154,7 @@ impl Target {
             temporary: true,
             needs_layout: true,
             also_invalidate: None,
+            created: None,
             _loop: None,
             _dir: Some((dir, registration)),
         })
@@ -146,6 +166,7 @@ impl Target {
         if let Some(note) = note {
             eprintln!("{note}");
         }
+        check_free_space(dir.path(), size, "--size")?;
         let registration = interrupt::register(Undo::RemoveDir(dir.path().to_owned()));
         let backing = dir.path().join("backing.img");
         let f = File::create(&backing)
@@ -171,6 +192,7 @@ impl Target {
             temporary: true,
             needs_layout: true,
             also_invalidate: (!dev.direct_io()).then_some(backing),
+            created: None,
             _loop: Some(dev),
             _dir: Some((dir, registration)),
         })
@@ -209,6 +231,7 @@ impl Target {
                     temporary: false,
                     needs_layout: false,
                     also_invalidate: None,
+                    created: None,
                     _loop: None,
                     _dir: None,
                 })
@@ -220,11 +243,14 @@ impl Target {
                     None if len > 0 => len,
                     None => DEFAULT_SIZE,
                 };
-                let fs = path
+                let parent = path
                     .parent()
                     .filter(|p| !p.as_os_str().is_empty())
-                    .map_or_else(|| fs_name(Path::new(".")), fs_name)
-                    .unwrap_or_else(|| "an unknown filesystem".into());
+                    .unwrap_or(Path::new("."));
+                if len < size {
+                    check_free_space(parent, size - len, "--size")?;
+                }
+                let fs = fs_name(parent).unwrap_or_else(|| "an unknown filesystem".into());
                 Ok(Target {
                     path: path.to_owned(),
                     kind: Kind::File,
@@ -233,6 +259,7 @@ impl Target {
                     temporary: false,
                     needs_layout: len < size,
                     also_invalidate: None,
+                    created: None,
                     _loop: None,
                     _dir: None,
                 })
@@ -253,18 +280,21 @@ impl Target {
                         parent.display()
                     );
                 }
-                File::create(path).with_context(|| {
+                let size = size.unwrap_or(DEFAULT_SIZE);
+                check_free_space(parent, size, "--size")?;
+                File::create_new(path).with_context(|| {
                     format!("--target {}: cannot create the file", path.display())
                 })?;
                 let fs = fs_name(parent).unwrap_or_else(|| "an unknown filesystem".into());
                 Ok(Target {
                     path: path.to_owned(),
                     kind: Kind::File,
-                    size: size.unwrap_or(DEFAULT_SIZE),
+                    size,
                     description: format!("new file on {fs}"),
                     temporary: false,
                     needs_layout: true,
                     also_invalidate: None,
+                    created: Some(path.to_owned()),
                     _loop: None,
                     _dir: None,
                 })
@@ -281,8 +311,39 @@ impl Target {
         })
     }
 
-    /// Writes the whole range (direct I/O where it can, so the cache stays
-    /// empty), with the verify pattern of `verifier` if given; then fsync.
+    /// Keeps a `--target` file this run created (the run succeeded).
+    pub(crate) fn keep(&mut self) {
+        self.created = None;
+    }
+
+    /// A note for a target on tmpfs, where the page cache is the file's
+    /// storage, when `modes` holds dontcache or direct: neither can do
+    /// anything different from buffered there.
+    pub(crate) fn tmpfs_note(&self, modes: &[super::Mode]) -> Option<String> {
+        let dir = match self.kind {
+            Kind::File => self
+                .path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+            Kind::BlockDevice => return None,
+        };
+        let uncached = modes
+            .iter()
+            .any(|m| matches!(m, super::Mode::Dontcache | super::Mode::Direct));
+        (uncached && fs_name(dir).as_deref() == Some("tmpfs")).then(|| {
+            format!(
+                "note: {} is on tmpfs, where the page cache is the file's storage: dontcache has nothing to drop and direct I/O goes through the same pages, so both measure what buffered does; put --target on a disk filesystem to compare the modes",
+                self.path.display()
+            )
+        })
+    }
+
+    /// Writes the whole range, with the verify pattern of `verifier` if
+    /// given; then fsync. Direct I/O where the target takes it and the
+    /// range is made of whole logical blocks (the cache then stays empty),
+    /// else buffered I/O (whose pages the next job's invalidation drops).
+    /// Each write is a whole number of verify blocks.
     pub(crate) fn lay_out(
         &self,
         backend: Option<Backend>,
@@ -295,57 +356,99 @@ impl Target {
         if let Some(b) = backend {
             builder = builder.backend(b);
         }
-        let engine = builder.build().context("cannot start the I/O engine")?;
+        let engine = builder
+            .build()
+            .map_err(super::job::engine_error_in_cli_terms)?;
         let open = |direct: bool| {
             let mut o = OpenOptions::new().write(true).direct(direct);
-            if self.kind == Kind::File {
+            // The null backend's device needs its size; a file grows with
+            // the writes (so a write that cannot land fails here, with its
+            // errno, rather than a sparse growth up front).
+            if self.kind == Kind::File && engine.backend() == Backend::Null {
                 o = o.size(self.size);
             }
             engine.open(&self.path, o)
         };
-        let dev = match open(true) {
-            Ok(dev) => dev,
-            Err(OpenError::DirectUnsupported { .. }) => open(false)?,
-            Err(e) => return Err(e.into()),
+        let verify_block = verifier.map_or(1, |v| v.block_size() as u64);
+        let direct = match open(true) {
+            Ok(dev) => {
+                let lbs = u64::from(dev.logical_block_size());
+                layout_chunk(verify_block, lbs)
+                    .filter(|_| self.size.is_multiple_of(lbs))
+                    .map(|chunk| (dev, chunk))
+            }
+            Err(OpenError::DirectUnsupported { .. }) => None,
+            Err(e) => return Err(super::job::open_error_in_cli_terms(e)),
         };
-        const CHUNK: u64 = 1 << 20;
+        let (dev, chunk) = match direct {
+            Some(d) => d,
+            None => {
+                let dev = open(false).map_err(super::job::open_error_in_cli_terms)?;
+                let chunk =
+                    layout_chunk(verify_block, 1).context("the verify block is too large")?;
+                (dev, chunk)
+            }
+        };
         let errors = Arc::new(AtomicU64::new(0));
+        let first_error = Arc::new(std::sync::Mutex::new(None));
         let mut offset = 0;
         while offset < self.size {
             if interrupt::interrupted() {
                 bail!("interrupted while laying out {}", self.path.display());
             }
-            let len = CHUNK.min(self.size - offset);
+            if errors.load(Ordering::Relaxed) > 0 {
+                break;
+            }
+            let len = chunk.min(self.size - offset);
             let mut buf = dev.buf(len as usize);
             match verifier {
                 Some(v) => v.fill(&mut buf, offset),
                 None => buf.fill(0xa5),
             }
             let errors = Arc::clone(&errors);
+            let first_error = Arc::clone(&first_error);
             dev.submit(Bio::write(offset, buf, move |done| {
-                if done.result().ok() != Some(len as usize) {
-                    errors.fetch_add(1, Ordering::Relaxed);
+                let failure = match done.result() {
+                    Ok(n) if n as u64 == len => return,
+                    Ok(n) => format!("only {n} of {len} bytes written"),
+                    Err(e) => describe_os_error(&e),
+                };
+                errors.fetch_add(1, Ordering::Relaxed);
+                let mut first = first_error.lock().unwrap_or_else(|p| p.into_inner());
+                if first.as_ref().is_none_or(|&(at, _)| offset < at) {
+                    *first = Some((offset, failure));
                 }
             }))
-            .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+            .map_err(|e| super::job::submit_error_in_cli_terms(e, &dev))?;
             offset += len;
         }
         dev.drain();
+        let errors = errors.load(Ordering::Relaxed);
+        if errors > 0 {
+            let (at, why) = first_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .unwrap_or((0, "unknown error".into()));
+            bail!(
+                "laying out {}: {errors} writes failed, the first at offset {at}: {why}; check free space (df), the file size limit (ulimit -f) and the device (dmesg), or give a smaller --size",
+                self.path.display()
+            );
+        }
         let (tx, rx) = std::sync::mpsc::channel();
         dev.submit(Bio::flush(move |done| {
             let _ = tx.send(done.result().map(|_| ()));
         }))
-        .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+        .map_err(|e| super::job::submit_error_in_cli_terms(e, &dev))?;
         rx.recv_timeout(Duration::from_secs(600))
             .context("fsync after the layout did not finish")?
-            .with_context(|| format!("fsync of {} after the layout", self.path.display()))?;
-        let errors = errors.load(Ordering::Relaxed);
-        if errors > 0 {
-            bail!(
-                "{errors} writes failed while laying out {}; check the device (dmesg) and free space",
-                self.path.display()
-            );
-        }
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "fsync of {} after the layout: {}",
+                    self.path.display(),
+                    describe_os_error(&e)
+                )
+            })?;
         Ok(())
     }
 
@@ -358,6 +461,66 @@ impl Target {
         }
         drop_cache(&self.path)
     }
+}
+
+/// The length of the layout's writes: the largest multiple of both
+/// `verify_block` and `align` up to 1 MiB (or one such multiple if that is
+/// larger, within the largest I/O); `None` if there is none.
+fn layout_chunk(verify_block: u64, align: u64) -> Option<u64> {
+    const CHUNK: u64 = 1 << 20;
+    let (mut a, mut b) = (verify_block, align);
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    let unit = verify_block / a * align;
+    let chunk = (CHUNK / unit).max(1) * unit;
+    (chunk <= endio::MAX_IO_BYTES).then_some(chunk)
+}
+
+/// An OS error with its errno name, e.g. `No space left on device (ENOSPC,
+/// errno 28)`.
+pub(crate) fn describe_os_error(e: &std::io::Error) -> String {
+    use rustix::io::Errno;
+    let Some(code) = e.raw_os_error() else {
+        return e.to_string();
+    };
+    let names = [
+        (Errno::NOSPC, "ENOSPC"),
+        (Errno::DQUOT, "EDQUOT"),
+        (Errno::IO, "EIO"),
+        (Errno::FBIG, "EFBIG"),
+        (Errno::ROFS, "EROFS"),
+        (Errno::ACCESS, "EACCES"),
+        (Errno::PERM, "EPERM"),
+        (Errno::INVAL, "EINVAL"),
+        (Errno::NXIO, "ENXIO"),
+    ];
+    let text = e.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text);
+    match names.iter().find(|(errno, _)| errno.raw_os_error() == code) {
+        Some((_, name)) => format!("{text} ({name}, errno {code})"),
+        None => format!("{text} (errno {code})"),
+    }
+}
+
+/// Refuses to lay out `needed` bytes in `dir` if its filesystem has less
+/// free space for this user (`statvfs`); `flag` is the option to shrink.
+fn check_free_space(dir: &Path, needed: u64, flag: &str) -> anyhow::Result<()> {
+    let Ok(st) = rustix::fs::statvfs(dir) else {
+        return Ok(());
+    };
+    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    if needed > free {
+        let fs = fs_name(dir).unwrap_or_else(|| "its filesystem".into());
+        bail!(
+            "{flag} {}: the layout needs {} in {} ({fs}), which has {} free; give a smaller {flag}, free some space, or choose a --target (or TMPDIR) on a filesystem with room",
+            fmt_bytes(needed),
+            fmt_bytes(needed),
+            dir.display(),
+            fmt_bytes(free)
+        );
+    }
+    Ok(())
 }
 
 fn drop_cache(path: &Path) -> anyhow::Result<u64> {
@@ -393,5 +556,46 @@ impl Sampler {
     /// Residency of the range the jobs use, if the kernel tells.
     pub(crate) fn sample(&self) -> Option<Residency> {
         endio::residency(&self.file, 0..self.size).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_chunks_are_whole_verify_blocks_and_aligned() {
+        assert_eq!(layout_chunk(1, 1), Some(1 << 20));
+        assert_eq!(layout_chunk(4096, 512), Some(1 << 20));
+        for (vb, align) in [
+            (3000, 1),
+            (3000, 512),
+            (8704, 4096),
+            (4097, 1),
+            (1000, 4096),
+        ] {
+            let chunk = layout_chunk(vb, align).unwrap();
+            assert!(
+                chunk.is_multiple_of(vb) && chunk.is_multiple_of(align),
+                "{vb} {align}"
+            );
+            assert!(chunk <= 1 << 20, "{vb} {align}: {chunk}");
+        }
+        // One unit larger than 1 MiB is still one write, within the limit.
+        assert_eq!(layout_chunk(3 << 20, 4096), Some(3 << 20));
+        assert_eq!(layout_chunk(endio::MAX_IO_BYTES + 8, 1), None);
+    }
+
+    #[test]
+    fn os_errors_carry_their_errno_name_and_number() {
+        let e = std::io::Error::from_raw_os_error(28);
+        let text = describe_os_error(&e);
+        assert!(
+            text.contains("ENOSPC") && text.contains("errno 28"),
+            "{text}"
+        );
+        assert!(!text.contains("os error"), "{text}");
+        let text = describe_os_error(&std::io::Error::from_raw_os_error(61));
+        assert!(text.contains("errno 61"), "{text}");
     }
 }

@@ -56,6 +56,9 @@ pub(crate) fn parse_runtime(s: &str) -> Result<Duration, String> {
         Ok(n) if scale > 0.0 && n.is_finite() && n > 0.0 && n * scale < 1e9 => {
             Ok(Duration::from_secs_f64(n * scale))
         }
+        Ok(n) if scale > 0.0 && n == 0.0 => Err(format!(
+            "{s:?}: the runtime must be > 0 (a job of no time does no I/O); give e.g. 10 or 500ms, or leave --runtime out to stop after --size bytes"
+        )),
         _ => Err(format!(
             "{s:?} is not a duration; use seconds (10, 2.5) or a number with ms, s, m or h (500ms, 1m)"
         )),
@@ -115,6 +118,10 @@ mod tests {
         assert_eq!(parse_runtime("1m"), Ok(Duration::from_secs(60)));
         for bad in ["", "0", "x", "1y", "-1s"] {
             assert!(parse_runtime(bad).is_err(), "{bad}");
+        }
+        for zero in ["0", "0s", "0.0", "0ms"] {
+            let e = parse_runtime(zero).unwrap_err();
+            assert!(e.contains("must be > 0"), "{zero}: {e}");
         }
     }
 

@@ -15,6 +15,10 @@
 //! | 24..32  | the seed of the run                                       |
 //! | 32..    | payload: splitmix64 stream seeded by seed and offset      |
 //!
+//! A block is any number of bytes from [`BLOCK_MIN`] up (512, 4096, but also
+//! 3000 or 4097): the payload is the stream's words, the last one cut short
+//! when the length is not a multiple of 8.
+//!
 //! The checksum covers header and payload, so any changed byte is found;
 //! the offset and seed in the header then tell a misplaced block (a write
 //! that landed at the wrong offset) and a stale one (written by another run)
@@ -131,11 +135,11 @@ fn read_u64(block: &[u8], at: usize) -> u64 {
 }
 
 /// Fills one block (its length is the block size: at least
-/// [`Verifier::BLOCK_MIN`], a multiple of 8) for `offset` with the pattern of `seed`.
+/// [`Verifier::BLOCK_MIN`] bytes) for `offset` with the pattern of `seed`.
 ///
 /// # Panics
 ///
-/// If the block is shorter than [`Verifier::BLOCK_MIN`] or not a multiple of 8 bytes.
+/// If the block is shorter than [`Verifier::BLOCK_MIN`].
 pub(crate) fn fill_block(block: &mut [u8], offset: u64, seed: u64) {
     check_block_size(block.len());
     let block_size = block.len() as u64;
@@ -144,9 +148,14 @@ pub(crate) fn fill_block(block: &mut [u8], offset: u64, seed: u64) {
     block[16..24].copy_from_slice(&(offset / block_size).to_le_bytes());
     block[24..32].copy_from_slice(&seed.to_le_bytes());
     let mut state = seed ^ offset.wrapping_mul(0xd6e8_feb8_6659_fd93);
-    for word in block[HEADER_LEN..].chunks_exact_mut(8) {
+    let mut words = block[HEADER_LEN..].chunks_exact_mut(8);
+    for word in &mut words {
         word.copy_from_slice(&splitmix64(&mut state).to_le_bytes());
     }
+    let tail = words.into_remainder();
+    let last = splitmix64(&mut state).to_le_bytes();
+    let n = tail.len();
+    tail.copy_from_slice(&last[..n]);
     let crc = block_checksum(block);
     block[4..8].copy_from_slice(&crc.to_le_bytes());
 }
@@ -184,8 +193,8 @@ pub(crate) fn check_block(block: &[u8], offset: u64, seed: u64) -> Result<(), Ve
 
 fn check_block_size(len: usize) {
     assert!(
-        len >= BLOCK_MIN && len.is_multiple_of(8),
-        "verify block size {len} is too small or not a multiple of 8; use at least {BLOCK_MIN} bytes, e.g. the I/O block size"
+        len >= BLOCK_MIN,
+        "verify block size {len} is too small; use at least {BLOCK_MIN} bytes, e.g. the I/O block size"
     );
 }
 
@@ -201,14 +210,17 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    /// The smallest block the pattern fits in (its header and a checksum).
+    /// The smallest block the pattern fits in.
     pub const BLOCK_MIN: usize = BLOCK_MIN;
+
+    /// The bytes of each block's header (offset, seed, checksum).
+    pub const HEADER_LEN: usize = HEADER_LEN;
 
     /// A verifier of blocks of `block_size` bytes for the run `seed`.
     ///
     /// # Panics
     ///
-    /// If `block_size` is below [`Verifier::BLOCK_MIN`] or not a multiple of 8.
+    /// If `block_size` is below [`Verifier::BLOCK_MIN`].
     pub fn new(block_size: usize, seed: u64) -> Verifier {
         check_block_size(block_size);
         Verifier {
@@ -344,6 +356,41 @@ mod tests {
         assert_ne!(a[HEADER_LEN..], b[HEADER_LEN..]);
         fill_block(&mut b, 0, 2);
         assert_ne!(a[HEADER_LEN..], b[HEADER_LEN..]);
+    }
+
+    #[test]
+    fn odd_block_sizes_fill_and_check_whole_buffers() {
+        // Block sizes that do not divide 1 MiB, are not multiples of 512,
+        // or not even of 8.
+        for bs in [64, 511, 1000, 1536, 3000, 4097, 6144, 8704] {
+            let v = Verifier::new(bs, 11);
+            let mut buf = vec![0u8; 5 * bs];
+            let offset = 3 * bs as u64;
+            v.fill(&mut buf, offset);
+            v.check(&buf, offset).unwrap();
+            assert_eq!(v.stats().checked_bytes, 5 * bs as u64, "bs {bs}");
+            // The last byte of the last block (in the cut-short word when
+            // bs is not a multiple of 8) is covered by the checksum.
+            let mut bad = buf.clone();
+            *bad.last_mut().unwrap() ^= 0x80;
+            let e = v.check(&bad, offset).unwrap_err();
+            assert_eq!(e.block, 7, "bs {bs}: {e}");
+            assert_eq!(e.offset, 7 * bs as u64, "bs {bs}: {e}");
+            assert!(
+                matches!(e.problem, Problem::Checksum { .. }),
+                "bs {bs}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_tail_of_an_odd_block_is_pattern_not_zeros() {
+        let mut a = vec![0u8; 4097];
+        fill_block(&mut a, 0, 5);
+        assert_ne!(a[4096], 0, "the last byte comes from the stream");
+        let mut b = vec![0u8; 4097];
+        fill_block(&mut b, 0, 5);
+        assert_eq!(a, b, "the pattern is a function of seed and offset");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The `cachestat(2)` system call number (the same on every architecture
@@ -51,14 +52,29 @@ struct RawCachestat {
     nr_recently_evicted: u64,
 }
 
-/// Set once cachestat failed with ENOSYS, so the fallback is taken (and
-/// announced) once.
+/// Set once cachestat turned out to be missing for the whole process
+/// (ENOSYS, or EPERM on a file the caller may write: a seccomp filter), so
+/// the fallback is taken (and announced) once.
 static CACHESTAT_MISSING: AtomicBool = AtomicBool::new(false);
 
+/// Files (device and inode) whose EPERM was already announced; bounded, as
+/// the announcement is only a courtesy.
+static REFUSED_FILES: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
+
+/// How many refused files [`REFUSED_FILES`] remembers.
+const REFUSED_FILES_MAX: usize = 64;
+
 /// The page-cache state of `len` bytes of `fd` from `offset` (`len` 0: to
-/// the end of the file). Uses `cachestat(2)`; on a kernel without it (before
-/// 6.5, or a seccomp filter that refuses it) falls back to `mincore(2)`,
-/// which sees cached pages only, and says so once through `tracing`.
+/// the end of the file). Uses `cachestat(2)`, falling back to `mincore(2)`,
+/// which sees cached pages only:
+///
+/// 1. for the whole process on a kernel without it (ENOSYS: before 6.5) or
+///    a seccomp filter that refuses it (EPERM on a file the caller may
+///    write), said once through `tracing`;
+/// 2. for this file only when the kernel refuses it with EPERM because the
+///    caller may not write the file (cachestat shows page-cache state only
+///    to a writer, the owner or `CAP_FOWNER`), said once per file; other
+///    files still use cachestat.
 pub fn cache_stat(
     fd: impl AsFd,
     offset: u64,
@@ -68,6 +84,9 @@ pub fn cache_stat(
     if !CACHESTAT_MISSING.load(Ordering::Relaxed) {
         match cachestat(fd.as_raw_fd(), offset, len) {
             Ok(stat) => return Ok((stat, CacheStatSource::Cachestat)),
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) && !may_write(fd) => {
+                announce_refused_file(fd);
+            }
             Err(e)
                 if e.raw_os_error() == Some(libc::ENOSYS)
                     || e.raw_os_error() == Some(libc::EPERM) =>
@@ -83,6 +102,43 @@ pub fn cache_stat(
         }
     }
     mincore_stat(fd, offset, len).map(|s| (s, CacheStatSource::Mincore))
+}
+
+/// Whether the caller may write the file behind `fd`, as cachestat's
+/// permission check asks: `fd` is open for writing, or the file's mode
+/// lets this user write it.
+fn may_write(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    let writable_fd = rustix::fs::fcntl_getfl(fd)
+        .is_ok_and(|m| m & rustix::fs::OFlags::RWMODE != rustix::fs::OFlags::RDONLY);
+    writable_fd
+        || rustix::fs::access(
+            format!("/proc/self/fd/{}", fd.as_raw_fd()),
+            rustix::fs::Access::WRITE_OK,
+        )
+        .is_ok()
+}
+
+/// Says once per file (up to [`REFUSED_FILES_MAX`] files) that cachestat
+/// was refused for it and why.
+fn announce_refused_file(fd: std::os::fd::BorrowedFd<'_>) {
+    let Ok(st) = rustix::fs::fstat(fd) else {
+        return;
+    };
+    let id = (st.st_dev, st.st_ino);
+    {
+        let mut refused = REFUSED_FILES.lock().unwrap_or_else(|p| p.into_inner());
+        if refused.contains(&id) || refused.len() >= REFUSED_FILES_MAX {
+            return;
+        }
+        refused.push(id);
+    }
+    let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_or_else(
+        |_| format!("fd {}", fd.as_raw_fd()),
+        |p| p.display().to_string(),
+    );
+    tracing::warn!(
+        "cachestat(2) refused {path} with EPERM: the kernel shows the page-cache state of a file only to a user who may write it (or its owner); residency of this file comes from mincore(2), without dirty or writeback counts (other files still use cachestat); run as a user who may write it for the full counts"
+    );
 }
 
 fn cachestat(fd: libc::c_int, offset: u64, len: u64) -> io::Result<CacheStat> {
