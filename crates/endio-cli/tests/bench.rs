@@ -77,22 +77,9 @@ fn an_unknown_pattern_and_a_png_plot_are_refused() {
 
 #[test]
 fn memcg_without_root_is_refused() {
-    let mut cmd = if is_root() {
-        let setpriv = Command::new("setpriv").arg("--version").output();
-        if !setpriv.is_ok_and(|o| o.status.success()) {
-            eprintln!("skipped: running as root and setpriv (util-linux) is missing to drop root");
-            return;
-        }
-        let mut c = Command::new("setpriv");
-        c.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            env!("CARGO_BIN_EXE_endio"),
-        ]);
-        c
-    } else {
-        Command::new(env!("CARGO_BIN_EXE_endio"))
+    let Some(mut cmd) = common::endio_unprivileged() else {
+        eprintln!("skipped: running as root and setpriv (util-linux) is missing to drop root");
+        return;
     };
     let out = cmd
         .args(["bench", "--memcg", "256M", "--size", "8M", "--no-plot"])

@@ -118,15 +118,8 @@ fn run_bounded(mut cmd: Command, what: &str) -> Output {
 
 /// The `endio` command, as uid 65534 when `unprivileged` (and root).
 fn endio(unprivileged: bool) -> Command {
-    let mut c = if unprivileged && is_root() {
-        let mut c = Command::new("setpriv");
-        c.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            env!("CARGO_BIN_EXE_endio"),
-        ]);
-        c
+    let mut c = if unprivileged {
+        common::endio_unprivileged().expect("setpriv (util-linux) drops root for this test")
     } else {
         Command::new(env!("CARGO_BIN_EXE_endio"))
     };

@@ -100,3 +100,24 @@ pub fn cgroups_named(name: &str) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The `endio` binary as uid 65534 (nobody) through `setpriv` when the tests
+/// run as root, else as it is; `None` when root cannot drop its rights here
+/// (no `setpriv`).
+pub fn endio_unprivileged() -> Option<Command> {
+    if !rustix::process::geteuid().is_root() {
+        return Some(Command::new(env!("CARGO_BIN_EXE_endio")));
+    }
+    let setpriv = Command::new("setpriv").arg("--version").output();
+    if !setpriv.is_ok_and(|o| o.status.success()) {
+        return None;
+    }
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        env!("CARGO_BIN_EXE_endio"),
+    ]);
+    Some(c)
+}
