@@ -5,7 +5,9 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::sync::{Arc, OnceLock, mpsc};
+
+use crate::sync::Mutex;
 use std::time::Duration;
 
 use super::config::{Backend, Config, EngineError};
@@ -36,7 +38,7 @@ impl Drop for Handle {
     fn drop(&mut self) {
         self.shared.shutdown();
         let me = std::thread::current().id();
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        let threads = std::mem::take(&mut *self.threads.lock());
         for t in threads {
             // The last clone can be dropped by a handler running on one of
             // the engine's own threads; that thread leaves its loop by
@@ -318,11 +320,7 @@ impl EngineBuilder {
         // Every thread is registered with the handle as soon as it runs, so
         // an early return (dropping the handle) stops and joins it.
         let register = |t: std::thread::JoinHandle<()>| {
-            handle
-                .threads
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(t);
+            handle.threads.lock().push(t);
         };
         match backend {
             Backend::Uring => {

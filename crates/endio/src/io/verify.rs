@@ -24,8 +24,8 @@
 //! that landed at the wrong offset) and a stale one (written by another run)
 //! apart from a corrupted one.
 
+use crate::sync::Mutex;
 use std::fmt;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Bytes of the header at the start of every block.
@@ -266,7 +266,7 @@ impl Verifier {
         for (i, block) in buf.chunks_exact(self.block_size).enumerate() {
             if let Err(e) = check_block(block, offset + (i * self.block_size) as u64, self.seed) {
                 self.errors.fetch_add(1, Ordering::Relaxed);
-                let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+                let mut kept = self.kept.lock();
                 if kept.len() < ERRORS_KEPT {
                     kept.push(e);
                 }
@@ -289,7 +289,7 @@ impl Verifier {
     /// The first errors found (at most 16; all are counted in
     /// [`stats`](Self::stats)).
     pub fn errors(&self) -> Vec<VerifyError> {
-        self.kept.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.kept.lock().clone()
     }
 
     fn assert_whole(&self, len: usize) {

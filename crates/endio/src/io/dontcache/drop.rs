@@ -4,7 +4,6 @@
 
 use std::ops::Range;
 use std::os::fd::AsFd;
-use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 
 use super::mode::DontcacheMode;
@@ -27,7 +26,7 @@ impl Dontcache {
     /// back. `rescue`: called by a waiter rather than a drop bio. Returns
     /// the units taken.
     pub(crate) fn flush(&self, io: Io<'_>, rescue: bool) -> u32 {
-        let mut guard = self.flush.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self.flush.lock();
         let scratch = &mut *guard;
         scratch.ranges.clear();
         scratch.keys.clear();
@@ -63,7 +62,7 @@ impl Dontcache {
 
     /// Retries the leftovers once more (`drain`, after the last flush).
     pub(crate) fn sweep(&self, io: Io<'_>) {
-        let mut guard = self.flush.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self.flush.lock();
         let scratch = &mut *guard;
         if scratch.leftovers.is_empty() {
             return;
@@ -152,7 +151,7 @@ impl Dontcache {
         if !olds.is_empty() || !leftovers.is_empty() {
             // Leftovers are this device's pages too: later dontcache I/O
             // inherits them as it does pending drops (key 0).
-            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut pending = self.pending.lock();
             pending.retain(|(k, _)| *k != LEFTOVER_KEY);
             pending.extend(leftovers.iter().map(|(r, ..)| (LEFTOVER_KEY, r.clone())));
         }
@@ -171,7 +170,7 @@ impl Dontcache {
             return;
         }
         keys.sort_unstable();
-        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut pending = self.pending.lock();
         pending.retain(|(k, _)| keys.binary_search(k).is_err());
     }
 }

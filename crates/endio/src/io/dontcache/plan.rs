@@ -4,7 +4,6 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 
 use super::drop::coalesce;
@@ -231,9 +230,9 @@ impl Dontcache {
                 // them dirty again and skip them). In atomic context the
                 // lock is only tried.
                 let pending = if may_wait {
-                    Some(self.pending.lock().unwrap_or_else(PoisonError::into_inner))
+                    Some(self.pending.lock())
                 } else {
-                    self.pending.try_lock().ok()
+                    self.pending.try_lock()
                 };
                 if let Some(mut pending) = pending {
                     let uncached: u64 = runs.iter().map(|r| r.end - r.start).sum();

@@ -2,12 +2,12 @@
 //! of units ready to drop and the pending runs; and the unit, one I/O's
 //! drop-behind.
 
+use crate::sync::Mutex;
 use std::fmt;
 use std::fs::File;
 use std::io;
 use std::ops::Range;
 use std::os::fd::AsFd;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crossbeam_queue::ArrayQueue;

@@ -1,7 +1,7 @@
 //! The bytes of the null backend's memory devices.
 
+use crate::sync::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 /// The bytes of a memory device: sparse chunks, zero until written.
 #[derive(Debug, Default)]
@@ -14,7 +14,7 @@ const CHUNK: u64 = 64 * 1024;
 impl MemStore {
     /// Copies `buf.len()` bytes at `offset` into `buf`.
     pub(crate) fn read(&self, offset: u64, buf: &mut [u8]) {
-        let chunks = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
+        let chunks = self.chunks.lock();
         let mut done = 0usize;
         while done < buf.len() {
             let pos = offset + done as u64;
@@ -30,7 +30,7 @@ impl MemStore {
 
     /// Copies `buf` to `offset`.
     pub(crate) fn write(&self, offset: u64, buf: &[u8]) {
-        let mut chunks = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut chunks = self.chunks.lock();
         let mut done = 0usize;
         while done < buf.len() {
             let pos = offset + done as u64;
@@ -59,6 +59,6 @@ mod tests {
         m.write(CHUNK - 50, &data);
         m.read(CHUNK - 50, &mut buf);
         assert_eq!(buf, data);
-        assert_eq!(m.chunks.lock().unwrap().len(), 2);
+        assert_eq!(m.chunks.lock().len(), 2);
     }
 }
