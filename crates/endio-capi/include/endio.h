@@ -98,13 +98,13 @@
 #define ENDIO_IO_WAIT_WRITEBACK (1 << 1)
 
 // An open file or block device. Opaque.
-typedef struct endio_device endio_device;
+struct endio_device;
 
 // An engine: opens devices and completes their I/O. Opaque.
-typedef struct endio_engine endio_engine;
+struct endio_engine;
 
 // The page-cache state of a byte range of a device.
-typedef struct endio_residency {
+struct endio_residency {
   // Bytes of the range in the page cache.
   uint64_t cached_bytes;
   // Of those, dirty.
@@ -115,21 +115,21 @@ typedef struct endio_residency {
   uint64_t page_size;
   // `ENDIO_RESIDENCY_CACHESTAT` or `ENDIO_RESIDENCY_MINCORE`.
   uint32_t source;
-} endio_residency;
+};
 
 // Options of `endio_engine_new`; all zero (or a NULL pointer) means the
 // defaults.
-typedef struct endio_engine_options {
+struct endio_engine_options {
   // One of the `ENDIO_BACKEND_*` values.
   uint32_t backend;
   // In-flight I/Os per lane, 1..=4096; 0 for the default (128).
   uint32_t queue_depth;
   // Threads of the thread-pool backend, 1..=256; 0 for the default (8).
   uint32_t threads;
-} endio_engine_options;
+};
 
 // Counters of the engine's completer, summed over its CPUs.
-typedef struct endio_stats {
+struct endio_stats {
   // Completions deferred to a worker (task context).
   uint64_t deferred;
   // Completions whose handler ran inline, where they completed.
@@ -150,7 +150,7 @@ typedef struct endio_stats {
   uint64_t rescues;
   // I/Os submitted to the engine and not yet completed.
   uint64_t in_flight;
-} endio_stats;
+};
 
 // A completion callback: `result` is the bytes transferred or a negated
 // errno. It runs once per accepted submit, in task context on a completer
