@@ -46,7 +46,37 @@ fn c_string(text: String) -> CString {
     CString::new(text.replace('\0', "\\0")).unwrap_or_default()
 }
 
+/// endio's fixes in the words of this API: each Rust option a message
+/// names, and the flag that sets it here (longer names first: each is
+/// replaced before any name it contains).
+const C_NAMES: &[(&str, &str)] = &[
+    ("OpenOptions::create(true)", "ENDIO_OPEN_CREATE"),
+    ("OpenOptions::direct(true)", "ENDIO_OPEN_DIRECT"),
+    ("OpenOptions::exclusive(true)", "ENDIO_OPEN_EXCLUSIVE"),
+    ("OpenOptions::write(false)", "ENDIO_OPEN_READ alone"),
+    ("OpenOptions::read(true)", "ENDIO_OPEN_READ"),
+    ("OpenOptions::write(true)", "ENDIO_OPEN_WRITE"),
+    ("write(true)", "ENDIO_OPEN_WRITE"),
+    ("create(true)", "ENDIO_OPEN_CREATE"),
+    ("exclusive(true)", "ENDIO_OPEN_EXCLUSIVE"),
+    ("dontcache(true)", "ENDIO_OPEN_DONTCACHE"),
+    ("direct(true)", "ENDIO_OPEN_DIRECT"),
+    ("BioFlags::DONTCACHE", "ENDIO_IO_DONTCACHE"),
+    ("Backend::Threads", "ENDIO_BACKEND_THREADS"),
+];
+
+/// `message` with the Rust names of its fix replaced by their C names.
+fn in_c_terms(mut message: String) -> String {
+    for (rust, c) in C_NAMES {
+        if message.contains(rust) {
+            message = message.replace(rust, c);
+        }
+    }
+    message
+}
+
 fn set_last_error(message: String) {
+    let message = in_c_terms(message);
     // `try_with`: during thread teardown the slot may be gone; the errno
     // is still returned.
     let _ = LAST_ERROR.try_with(|last| *last.borrow_mut() = c_string(message));
@@ -149,6 +179,18 @@ mod tests {
         let r = call("endio_y", || panic!("boom"));
         assert_eq!(r, -i64::from(ENDIO_EPANIC));
         assert!(last().starts_with("endio_y: internal error in endio (boom)"));
+    }
+
+    #[test]
+    fn messages_name_the_c_flags() {
+        assert_eq!(
+            in_c_terms("use OpenOptions::create(true) to create it".into()),
+            "use ENDIO_OPEN_CREATE to create it"
+        );
+        assert_eq!(
+            in_c_terms("add OpenOptions::write(true)".into()),
+            "add ENDIO_OPEN_WRITE"
+        );
     }
 
     #[test]

@@ -91,6 +91,8 @@ fn disk_dir(prefix: &str) -> tempfile::TempDir {
     candidates.extend(["/var/tmp".into(), "/tmp".into()]);
     candidates.push(env!("CARGO_TARGET_TMPDIR").into());
     for dir in candidates {
+        // `f_type`'s width differs between targets.
+        #[allow(clippy::unnecessary_cast)]
         let on_disk = rustix::fs::statfs(&dir).is_ok_and(|s| s.f_type as i64 != TMPFS_MAGIC);
         if on_disk && let Ok(t) = tempfile::Builder::new().prefix(prefix).tempdir_in(&dir) {
             return t;
@@ -106,7 +108,10 @@ fn the_c_test_passes_against_the_static_library() {
     }
     let bin = compile("tests/c/test.c", "endio-c-test", &static_link());
     let dir = disk_dir("endio-capi-");
-    let o = Command::new(&bin).arg(dir.path()).output().expect("the C test runs");
+    let o = Command::new(&bin)
+        .arg(dir.path())
+        .output()
+        .expect("the C test runs");
     println!("{}", String::from_utf8_lossy(&o.stdout));
     assert!(o.status.success(), "the C test failed: {}", text(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains(" passed, 0 failed"));
@@ -133,8 +138,14 @@ fn the_c_example_runs_against_the_shared_library() {
     let out = String::from_utf8_lossy(&o.stdout);
     println!("{out}");
     assert!(o.status.success(), "the C example failed: {}", text(&o));
-    assert!(out.contains("wrote 16 MiB in 16 callbacks, 0 failed"), "{out}");
-    assert!(out.contains("open of a missing file: -2 (No such file or directory)"), "{out}");
+    assert!(
+        out.contains("wrote 16 MiB in 16 callbacks, 0 failed"),
+        "{out}"
+    );
+    assert!(
+        out.contains("open of a missing file: -2 (No such file or directory)"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -156,5 +167,9 @@ fn the_c_test_sees_a_writeback_error_on_a_failing_device() {
         .output()
         .expect("the C test runs");
     println!("{}", String::from_utf8_lossy(&o.stdout));
-    assert!(o.status.success(), "the C write-back error test failed: {}", text(&o));
+    assert!(
+        o.status.success(),
+        "the C write-back error test failed: {}",
+        text(&o)
+    );
 }
