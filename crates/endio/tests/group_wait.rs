@@ -31,7 +31,7 @@ enum Next {
     /// Hands it to a thread that naps, then submits.
     Handoff,
     /// Submits it itself (the I/O naps: a null device with latency).
-    Direct,
+    InHandler,
 }
 
 /// Submits link `i` of a chain that counts finished handlers in `done`;
@@ -58,7 +58,7 @@ fn link(
         None => bio,
     };
     match next {
-        Next::Direct => dev.submit(bio).expect("submit a link"),
+        Next::InHandler => dev.submit(bio).expect("submit a link"),
         Next::Handoff if i == 0 => dev.submit(bio).expect("submit a link"),
         Next::Handoff => {
             std::thread::spawn(move || {
@@ -84,7 +84,7 @@ fn chains(dir: &std::path::Path) -> Vec<(Completer, Engine, Device, Next)> {
         .build()
         .expect("null engine");
     let dev = open(&engine, dir, "null-latency");
-    v.push((completer, engine, dev, Next::Direct));
+    v.push((completer, engine, dev, Next::InHandler));
     v
 }
 
