@@ -48,7 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let engine = Engine::builder(Completer::builder().build()?).build()?;
     let options = OpenOptions::new().dontcache(true);
-    let from = engine.open(&src, options.clone().read(true))?;
+    let from = engine.open(&src, options.read(true))?;
     let size = std::fs::metadata(&src)?.len();
     let to = engine.open(&dst, options.write(true).read(true).create(true))?;
 
