@@ -278,6 +278,21 @@ impl Bio {
         handler(EndedBio { node: self.node });
     }
 
+    /// The same bio with its handler replaced by `wrap(handler)`: what a
+    /// [`Group`](crate::Group) uses to run code after the handler returns.
+    pub(crate) fn wrap_handler<W>(mut self, wrap: impl FnOnce(Handler) -> W) -> Bio
+    where
+        W: FnOnce(EndedBio) + Send + 'static,
+    {
+        let handler = self
+            .node
+            .handler
+            .take()
+            .expect("every Bio carries its handler; only EndedBio has none");
+        self.node.handler = Some(Box::new(wrap(handler)));
+        self
+    }
+
     pub(crate) fn into_raw(self) -> *mut Node {
         Box::into_raw(self.node)
     }

@@ -28,9 +28,9 @@ pub use bio::{Bio, BioFlags, Buf, EndedBio, Op};
 #[cfg(not(any(loom, shuttle)))]
 pub use io::{
     Backend, CacheStatSource, Device, DeviceKind, DontcacheMode, DontcacheStats, Engine,
-    EngineBuilder, EngineError, MAX_IO_BYTES, OpenError, OpenOptions, Residency, SubmitError,
-    SubmitErrorKind, UringUnavailable, Verifier, VerifyError, VerifyProblem, VerifyStats,
-    WritebackErrors, residency,
+    EngineBuilder, EngineError, Group, IoFuture, IoOutput, MAX_IO_BYTES, OpenError, OpenOptions,
+    Residency, SubmitError, SubmitErrorKind, UringUnavailable, Verifier, VerifyError,
+    VerifyProblem, VerifyStats, WritebackErrors, residency,
 };
 pub use task::{
     Adaptive, Batching, Budget, BuildError, Completed, Completer, CompleterBuilder, CpuStats,

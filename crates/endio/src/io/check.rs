@@ -3,6 +3,7 @@
 //! problem and the fix.
 
 use std::fmt;
+use std::io;
 
 use super::state::{DeviceKind, DeviceState};
 use crate::bio::{Bio, Op};
@@ -98,6 +99,28 @@ impl fmt::Display for SubmitError {
 }
 
 impl std::error::Error for SubmitError {}
+
+/// A refused bio as an `io::Error` (for `?` in functions that return
+/// `io::Result`), keeping the [`SubmitError`], and so the bio, inside:
+/// `into_inner` and `downcast` give it back. The kind: `WouldBlock` for
+/// [`SubmitErrorKind::Busy`], `PermissionDenied` for a read of a
+/// write-only device or a write of a read-only one, `BrokenPipe` once the
+/// engine is shut down, `Other` for [`SubmitErrorKind::NoDescriptor`],
+/// `InvalidInput` for the rest (alignment, length, past the end).
+impl From<SubmitError> for io::Error {
+    fn from(e: SubmitError) -> io::Error {
+        let kind = match e.kind() {
+            SubmitErrorKind::Busy => io::ErrorKind::WouldBlock,
+            SubmitErrorKind::ShutDown => io::ErrorKind::BrokenPipe,
+            SubmitErrorKind::NoDescriptor => io::ErrorKind::Other,
+            SubmitErrorKind::ReadOnly | SubmitErrorKind::WriteOnly => {
+                io::ErrorKind::PermissionDenied
+            }
+            _ => io::ErrorKind::InvalidInput,
+        };
+        io::Error::new(kind, e)
+    }
+}
 
 /// Owns a value and gives no shared access to it (`&self` reaches nothing
 /// inside), so it may be shared between threads whatever the value is: what

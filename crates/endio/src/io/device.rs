@@ -170,12 +170,30 @@ impl Device {
         }
     }
 
-    /// Waits until none of this device's bios is in flight: each submitted
-    /// bio has been through [`Completer::endio`](crate::Completer::endio)
-    /// (its handler ran, or it is queued to run in task context; see
-    /// [`Completer::wait_idle`](crate::Completer::wait_idle) for those),
-    /// and all dontcache drop-behind is done: every written range's
-    /// writeback finished and its drop made.
+    /// Waits until none of this device's bios is in flight, and all
+    /// dontcache drop-behind is done (every written range's write-back
+    /// finished and its drop made).
+    ///
+    /// A bio leaves the in-flight count when its completion has been handed
+    /// to [`Completer::endio`](crate::Completer::endio). What `drain` does
+    /// **not** wait for:
+    ///
+    /// * handlers queued to run in task context
+    ///   ([`BioFlags::COMPLETE_IN_TASK`]): when `drain` returns they may not
+    ///   have started, or may still be running;
+    /// * bios that such handlers submit after `drain` saw the count at
+    ///   zero. A chain of handlers that resubmit (a sequential writer, a
+    ///   retry) therefore outlives `drain`, and also `drain` followed by
+    ///   [`Completer::wait_idle`](crate::Completer::wait_idle), which sees
+    ///   no handler queued while the next bio is in flight;
+    /// * bios of other devices.
+    ///
+    /// To wait for "every bio and every handler, and what the handlers
+    /// submitted", submit through a [`Group`](crate::Group) and call
+    /// [`Group::wait`](crate::Group::wait): a bio stays counted in until its
+    /// handler has returned, so a handler that submits into the same group
+    /// keeps it open. For a single I/O, [`Device::write_all_at`] and the
+    /// other blocking calls wait for their own bio.
     ///
     /// # Panics
     ///

@@ -123,6 +123,11 @@
 //! * `engine.rs`: the [`Engine`] handle, its builder, the backend choice.
 //! * `uring.rs`, `threads.rs`, `null/`: the backends.
 //! * `open.rs`: [`OpenOptions`], opening, [`OpenError`].
+//! * `blocking.rs`, `future.rs`, `group.rs`: what users wait with, on top
+//!   of the device: blocking positional I/O ([`Device::read_at`],
+//!   [`Device::write_all_at`], [`Device::sync_data`]), one I/O as a future
+//!   ([`IoFuture`]), and a completion [`Group`] that counts a bio in until
+//!   its handler returned.
 //! * `device.rs`: the [`Device`] handle: submit, drain, what it reports.
 //! * `shared.rs`: what the engine, its devices and threads share; the
 //!   submit hot path.
@@ -134,12 +139,15 @@
 //! * `writeback.rs`, `lane.rs`, `cache.rs`, `verify.rs`, `config.rs`,
 //!   `null/memory.rs`: the leaves.
 
+mod blocking;
 mod cache;
 mod check;
 mod config;
 mod device;
 mod dontcache;
 mod engine;
+mod future;
+mod group;
 mod lane;
 mod null;
 mod open;
@@ -158,6 +166,8 @@ pub use config::{Backend, EngineError};
 pub use device::Device;
 pub use dontcache::{DontcacheMode, DontcacheStats};
 pub use engine::{Engine, EngineBuilder};
+pub use future::{IoFuture, IoOutput};
+pub use group::Group;
 pub use open::{OpenError, OpenOptions};
 pub use state::DeviceKind;
 pub use verify::{Problem as VerifyProblem, Verifier, VerifyError, VerifyStats};
