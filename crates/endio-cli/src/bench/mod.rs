@@ -169,9 +169,15 @@ pub(crate) struct BenchArgs {
     size: Option<u64>,
 
     /// Access pattern: read, write, randread, randwrite, rw (sequential,
-    /// 50% reads), randrw. A comma list runs each in turn for every mode.
+    /// reads and writes mixed as --rwmixread says), randrw. A comma list
+    /// runs each in turn for every mode.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "write,read")]
     rw: Vec<Rw>,
+
+    /// Percent of the I/Os of a mixed pattern (rw, randrw) that read; the
+    /// rest write.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100), value_name = "PERCENT")]
+    rwmixread: u32,
 
     /// Block size of each I/O. Default: 1M for sequential patterns, 4k for
     /// random ones.
@@ -468,6 +474,7 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
             end_fsync: args.end_fsync,
             seed,
             dontcache_emulated: args.dontcache_emulated,
+            rwmixread: args.rwmixread,
         };
         match job::run(&target, &spec, sampler.as_ref(), verifier(), progress) {
             Ok((mut report, backend)) => {
