@@ -49,7 +49,24 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let mut argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("bench") {
+        // fio's spellings of the benchmark's options (see `bench::fio`).
+        match bench::fio_spellings(&argv[2..]) {
+            Ok(t) => {
+                for note in &t.notes {
+                    eprintln!("{note}");
+                }
+                argv.truncate(2);
+                argv.extend(t.args);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
+    let cli = Cli::parse_from(argv);
     // The library reports through `tracing` (contained handler panics, a
     // worker that cannot pin itself); show warnings and errors on stderr,
     // more with RUST_LOG=endio=debug.

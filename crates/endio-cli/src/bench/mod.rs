@@ -24,11 +24,15 @@
 //!    (with `--time-based`, at `--runtime` only, going over the range again);
 //!    a job that wrote then fsyncs (`--end-fsync`, on by default) and the
 //!    time includes it.
+//! fio's spellings of these options are understood or answered with what
+//! endio does instead ([`fio`]).
+//!
 //! 5. The report ([`report`]): a table per access pattern with a column per
 //!    mode, `--json` (one object per job: endio's fields, [`JobReport`],
 //!    plus fio's `jobs[].read|write` keys), and `--plot` ([`plot`]).
 
 mod dontcache;
+mod fio;
 mod job;
 mod leftovers;
 mod loopdev;
@@ -50,6 +54,7 @@ use endio::{Backend, Verifier};
 use serde::Serialize;
 
 use crate::interrupt;
+pub(crate) use fio::translate as fio_spellings;
 use job::JobSpec;
 use memcg::Cgroup;
 use report::{JobReport, RunReport};
@@ -154,7 +159,7 @@ pub(crate) struct BenchArgs {
     /// data in the range used is overwritten by write jobs and by the
     /// layout. Without it, a temporary file in $TMPDIR (or /var/tmp if that
     /// is tmpfs) is made and removed: the embedded default.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", visible_alias = "filename")]
     target: Option<PathBuf>,
 
     /// Run on a loop block device (root) over a temporary file instead of
@@ -200,7 +205,7 @@ pub(crate) struct BenchArgs {
 
     /// Keep going over the range until --runtime is over, instead of
     /// stopping after --size bytes (fio's time_based).
-    #[arg(long, requires = "runtime")]
+    #[arg(long, requires = "runtime", visible_alias = "time_based")]
     time_based: bool,
 
     /// I/O backend: uring, threads or null (default: io_uring, or the
@@ -217,7 +222,7 @@ pub(crate) struct BenchArgs {
 
     /// Seed of the random offsets, the read/write mix and the verify
     /// pattern.
-    #[arg(long, default_value_t = 0x5eed)]
+    #[arg(long, default_value_t = 0x5eed, visible_alias = "randseed")]
     seed: u64,
 
     /// fsync at the end of a job that wrote, inside its time (unlike fio's
