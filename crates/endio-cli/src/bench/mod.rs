@@ -24,12 +24,12 @@
 //!    (with `--time-based`, at `--runtime` only, going over the range again);
 //!    a job that wrote then fsyncs (`--end-fsync`, on by default) and the
 //!    time includes it.
-//! fio's spellings of these options are understood or answered with what
-//! endio does instead ([`fio`]).
-//!
 //! 5. The report ([`report`]): a table per access pattern with a column per
 //!    mode, `--json` (one object per job: endio's fields, [`JobReport`],
 //!    plus fio's `jobs[].read|write` keys), and `--plot` ([`plot`]).
+//!
+//! fio's spellings of these options are understood or answered with what
+//! endio does instead ([`fio`]).
 
 mod dontcache;
 mod fio;

@@ -328,6 +328,8 @@ mod tests {
     }
 
     #[test]
+    // The slices are lists of page runs, one run each here.
+    #[allow(clippy::single_range_in_vec_init)]
     fn the_cached_part_counts_bytes_of_the_range_only() {
         // 4 KiB pages; a read of 8 KiB from 2 KiB covers pages 0..3.
         assert_eq!(cached_part(2048, 8192, &[], 4096), 8192);
