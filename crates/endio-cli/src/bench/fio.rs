@@ -138,6 +138,15 @@ pub(crate) fn translate(args: &[String]) -> Result<Translated, String> {
                 out.ignored(arg, "endio drops the target's page cache before every job");
             }
             "group_reporting" => out.note(arg, "nothing: endio reports one result per job"),
+            "numjobs" => {
+                let v = value(true).unwrap_or_default();
+                if v != "1" {
+                    return Err(format!(
+                        "--numjobs {v}: endio bench runs one submitter per job; raise --iodepth for more I/Os in flight (the completer spreads their handlers over every CPU)"
+                    ));
+                }
+                out.ignored(arg, "one submitter per job is endio's default");
+            }
             n if BATCH_OPTIONS.contains(&n) => {
                 return Err(format!(
                     "--{n}: endio has nothing to set here: each lane submits everything queued on it in one system call and reaps every completion it finds; drop --{n} (--iodepth sets how many I/Os are in flight)"
@@ -206,6 +215,9 @@ mod tests {
         assert!(e.contains("--backend uring"), "{e}");
         let e = t(&["--output-format=terse"]).unwrap_err();
         assert!(e.contains("--json"), "{e}");
+        let e = t(&["--numjobs", "4"]).unwrap_err();
+        assert!(e.contains("--iodepth"), "{e}");
+        assert_eq!(t(&["--numjobs=1"]).unwrap(), Vec::<String>::new());
         let e = t(&["--direct=2"]).unwrap_err();
         assert!(e.contains("--mode direct"), "{e}");
     }
