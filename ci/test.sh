@@ -8,3 +8,4 @@ cd "$(dirname "$0")/.."
 cargo test --workspace --release
 bash ci/loom.sh
 bash ci/shuttle.sh
+bash ci/examples.sh

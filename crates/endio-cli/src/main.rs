@@ -54,7 +54,24 @@ enum Command {
 /// Runs the subcommand; a failure is one `error:` line (the message and its
 /// causes, without a backtrace) and exit status 1.
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let mut argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("bench") {
+        // fio's spellings of the benchmark's options (see `bench::fio`).
+        match bench::fio_spellings(&argv[2..]) {
+            Ok(t) => {
+                for note in &t.notes {
+                    eprintln!("{note}");
+                }
+                argv.truncate(2);
+                argv.extend(t.args);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match run(Cli::parse_from(argv)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -4,13 +4,18 @@
 //! ```text
 //! cargo run --release -p endio --example blocking_dontcache -- [PATH]
 //! ```
+//!
+//! Without PATH it uses a temporary file in `/var/tmp`, removed at the end.
 
 use endio::{Completer, Engine, OpenOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let temp = tempfile::Builder::new()
+        .prefix("endio-example-")
+        .tempfile_in("/var/tmp")?;
     let path = std::env::args()
         .nth(1)
-        .unwrap_or("/var/tmp/endio-dontcache.dat".into());
+        .unwrap_or_else(|| temp.path().display().to_string());
     let engine = Engine::builder(Completer::builder().build()?).build()?;
     let options = OpenOptions::new().read(true).write(true).create(true);
     let dev = engine.open(&path, options.dontcache(true))?;

@@ -66,6 +66,14 @@ bitflags::bitflags! {
         /// Written back is not durable: the device's volatile cache needs a
         /// [`Bio::flush`].
         const WAIT_WRITEBACK = 1 << 2;
+        /// Measure how many of a buffered read's bytes were already in the
+        /// page cache when it was submitted, for
+        /// [`EndedBio::cached_bytes`]: one `cachestat(2)` on the range at
+        /// submit. Emulated dontcache reads are measured without it (their
+        /// look-up is made anyway) and `O_DIRECT` reads need no measuring
+        /// (none of their bytes come from the cache); the flag changes
+        /// nothing else, and nothing on writes.
+        const CACHE_HITS = 1 << 3;
     }
 }
 
@@ -82,6 +90,9 @@ pub enum Op {
     Nop,
 }
 
+/// [`Node::cached`] when nothing was measured.
+const NOT_MEASURED: u64 = u64::MAX;
+
 /// A handler: runs once, with the ended bio.
 pub(crate) type Handler = Box<dyn FnOnce(EndedBio) + Send + 'static>;
 
@@ -97,6 +108,9 @@ pub(crate) struct Node {
     flags: BioFlags,
     /// `>= 0`: bytes transferred; `< 0`: a negated errno.
     res: i64,
+    /// Bytes of a read found in the page cache at submit; `u64::MAX`: not
+    /// measured.
+    cached: u64,
     /// The bio went through a per-CPU batch (the re-entry guard that bounds re-deferral).
     deferred: bool,
     handler: Option<Handler>,
@@ -148,6 +162,7 @@ impl Bio {
                 buf,
                 flags: BioFlags::empty(),
                 res: 0,
+                cached: NOT_MEASURED,
                 deferred: false,
                 handler: Some(Box::new(handler)),
             }),
@@ -267,6 +282,12 @@ impl Bio {
         self.node.deferred = true;
     }
 
+    /// Records how many of a read's bytes were in the page cache at submit
+    /// (at most its length).
+    pub(crate) fn set_cached_bytes(&mut self, bytes: u64) {
+        self.node.cached = bytes.min(self.node.len());
+    }
+
     /// Runs the handler (in the calling thread). Consumes the bio, so the
     /// handler runs at most once.
     pub(crate) fn run_handler(mut self) {
@@ -352,6 +373,20 @@ impl EndedBio {
         self.node.res
     }
 
+    /// How many of a read's bytes were already in the page cache when it
+    /// was submitted, at page granularity (a cached page counts with the
+    /// part of it the read covers): those the device did not have to
+    /// read. `Some(0)` for every `O_DIRECT` read; measured for emulated
+    /// dontcache reads and for buffered reads flagged
+    /// [`BioFlags::CACHE_HITS`]; `None` when not measured (writes, flushes,
+    /// other reads, memory devices, or a look-up the kernel refused).
+    ///
+    /// The look-up precedes the read: a page evicted or brought in by
+    /// someone else in between is counted as it was then.
+    pub fn cached_bytes(&self) -> Option<u64> {
+        (self.node.cached != NOT_MEASURED).then_some(self.node.cached)
+    }
+
     /// Whether the handler runs after a trip through a per-CPU batch (in a
     /// worker, or a drain in task context).
     pub fn was_deferred(&self) -> bool {
@@ -383,6 +418,7 @@ impl EndedBio {
     {
         let mut bio = self.continue_with(handler);
         bio.node.res = 0;
+        bio.node.cached = NOT_MEASURED;
         bio.node.deferred = false;
         bio
     }
@@ -426,6 +462,10 @@ fn debug_node(f: &mut fmt::Formatter<'_>, name: &str, node: &Node) -> fmt::Resul
         .field("len", &node.len)
         .field("flags", &node.flags)
         .field("res", &node.res)
+        .field(
+            "cached",
+            &(node.cached != NOT_MEASURED).then_some(node.cached),
+        )
         .field("deferred", &node.deferred)
         .finish_non_exhaustive()
 }
@@ -558,6 +598,8 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         let mut bio = Bio::write(8, Buf::from(vec![7u8; 16]), move |e| tx.send(e).unwrap());
         bio.set_result(Ok(16));
+        bio.set_cached_bytes(4096);
+        assert_eq!(bio.node.cached, 16, "clipped to the length");
         bio.mark_deferred();
         bio.run_handler();
         let ended = rx.recv().unwrap();
@@ -565,6 +607,7 @@ mod tests {
         let again = ended.into_bio(|_| {});
         assert!(!again.was_deferred());
         assert_eq!(again.node.res, 0);
+        assert_eq!(again.node.cached, NOT_MEASURED);
         assert_eq!(&again.buf()[..], &[7u8; 16]);
         assert_eq!(again.offset(), 8);
     }

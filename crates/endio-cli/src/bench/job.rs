@@ -57,6 +57,8 @@ pub(crate) struct JobSpec {
     pub(crate) end_fsync: bool,
     pub(crate) seed: u64,
     pub(crate) dontcache_emulated: bool,
+    /// Percent of a mixed pattern's I/Os that read.
+    pub(crate) rwmixread: u32,
 }
 
 /// Latencies of one direction, one histogram per CPU so that the handlers
@@ -132,6 +134,11 @@ struct Shared {
     read: Direction,
     write: Direction,
     done_bytes: AtomicU64,
+    /// Percent of a mixed pattern's I/Os that read.
+    rwmixread: u32,
+    /// Read bytes the page cache had at submit, where measured.
+    cache_hits: AtomicU64,
+    cache_measured: AtomicBool,
     errors: AtomicU64,
     first_error: Mutex<Option<String>>,
     /// The errno of the first error (0: none, or not from the system).
@@ -200,7 +207,7 @@ impl Shared {
             Rw::Read | Rw::Randread => Op::Read,
             Rw::Write | Rw::Randwrite => Op::Write,
             Rw::Rw | Rw::Randrw => {
-                if next_random(rng) & 1 == 0 {
+                if next_random(rng) % 100 < u64::from(self.rwmixread) {
                     Op::Read
                 } else {
                     Op::Write
@@ -285,6 +292,10 @@ fn on_complete(s: Arc<Shared>, ended: EndedBio, op: Op, offset: u64, submitted: 
             dir.ios.fetch_add(1, Ordering::Relaxed);
             dir.bytes.fetch_add(n as u64, Ordering::Relaxed);
             s.done_bytes.fetch_add(n as u64, Ordering::Relaxed);
+            if let Some(hit) = ended.cached_bytes() {
+                s.cache_hits.fetch_add(hit, Ordering::Relaxed);
+                s.cache_measured.store(true, Ordering::Relaxed);
+            }
             if op == Op::Read
                 && let Some(v) = &s.verifier
             {
@@ -474,6 +485,7 @@ pub(crate) fn run(
     let blocks = target.size / spec.bs;
     let (tx, rx) = mpsc::channel();
     let usage_before = crate::rusage::now()?;
+    let device_read_before = crate::rusage::storage_read_bytes();
     let start = Instant::now();
     let mut samples = vec![sample(sampler, start, 0)];
     let shared = Arc::new(Shared {
@@ -492,6 +504,9 @@ pub(crate) fn run(
         read: Direction::new(),
         write: Direction::new(),
         done_bytes: AtomicU64::new(0),
+        rwmixread: spec.rwmixread,
+        cache_hits: AtomicU64::new(0),
+        cache_measured: AtomicBool::new(false),
         errors: AtomicU64::new(0),
         first_error: Mutex::new(None),
         first_errno: AtomicI32::new(0),
@@ -562,6 +577,9 @@ pub(crate) fn run(
     let writeback = dev.writeback_errors();
     let seconds = start.elapsed().as_secs_f64();
     let usage = crate::rusage::now()?.since(&usage_before);
+    let device_read_bytes = crate::rusage::storage_read_bytes()
+        .zip(device_read_before)
+        .map(|(after, before)| after.saturating_sub(before));
     let done = shared.done_bytes.load(Ordering::Relaxed);
     samples.push(sample(sampler, start, done));
     bar.finish_and_clear();
@@ -595,6 +613,11 @@ pub(crate) fn run(
         first_errno: shared.first_errno.load(Ordering::Relaxed),
         writeback,
         interrupted: interrupt::interrupted(),
+        device_read_bytes,
+        cache_hit_bytes: shared
+            .cache_measured
+            .load(Ordering::Relaxed)
+            .then(|| shared.cache_hits.load(Ordering::Relaxed)),
     });
     if let Some(e) = &report.error_message {
         eprintln!("{} {}: {e}", spec.mode.name(), spec.rw.name());
@@ -669,6 +692,9 @@ pub(crate) fn verify_pass(
         read: Direction::new(),
         write: Direction::new(),
         done_bytes: AtomicU64::new(0),
+        rwmixread: spec.rwmixread,
+        cache_hits: AtomicU64::new(0),
+        cache_measured: AtomicBool::new(false),
         errors: AtomicU64::new(0),
         first_error: Mutex::new(None),
         first_errno: AtomicI32::new(0),

@@ -27,8 +27,12 @@
 //! 5. The report ([`report`]): a table per access pattern with a column per
 //!    mode, `--json` (one object per job: endio's fields, [`JobReport`],
 //!    plus fio's `jobs[].read|write` keys), and `--plot` ([`plot`]).
+//!
+//! fio's spellings of these options are understood or answered with what
+//! endio does instead ([`fio`]).
 
 mod dontcache;
+mod fio;
 mod job;
 mod leftovers;
 mod loopdev;
@@ -50,6 +54,7 @@ use endio::{Backend, Verifier};
 use serde::Serialize;
 
 use crate::interrupt;
+pub(crate) use fio::translate as fio_spellings;
 use job::JobSpec;
 use memcg::Cgroup;
 use report::{JobReport, RunReport};
@@ -154,7 +159,7 @@ pub(crate) struct BenchArgs {
     /// data in the range used is overwritten by write jobs and by the
     /// layout. Without it, a temporary file in $TMPDIR (or /var/tmp if that
     /// is tmpfs) is made and removed: the embedded default.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", visible_alias = "filename")]
     target: Option<PathBuf>,
 
     /// Run on a loop block device (root) over a temporary file instead of
@@ -169,9 +174,15 @@ pub(crate) struct BenchArgs {
     size: Option<u64>,
 
     /// Access pattern: read, write, randread, randwrite, rw (sequential,
-    /// 50% reads), randrw. A comma list runs each in turn for every mode.
+    /// reads and writes mixed as --rwmixread says), randrw. A comma list
+    /// runs each in turn for every mode.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "write,read")]
     rw: Vec<Rw>,
+
+    /// Percent of the I/Os of a mixed pattern (rw, randrw) that read; the
+    /// rest write.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100), value_name = "PERCENT")]
+    rwmixread: u32,
 
     /// Block size of each I/O. Default: 1M for sequential patterns, 4k for
     /// random ones.
@@ -194,7 +205,7 @@ pub(crate) struct BenchArgs {
 
     /// Keep going over the range until --runtime is over, instead of
     /// stopping after --size bytes (fio's time_based).
-    #[arg(long, requires = "runtime")]
+    #[arg(long, requires = "runtime", visible_alias = "time_based")]
     time_based: bool,
 
     /// I/O backend: uring, threads or null (default: io_uring, or the
@@ -211,7 +222,7 @@ pub(crate) struct BenchArgs {
 
     /// Seed of the random offsets, the read/write mix and the verify
     /// pattern.
-    #[arg(long, default_value_t = 0x5eed)]
+    #[arg(long, default_value_t = 0x5eed, visible_alias = "randseed")]
     seed: u64,
 
     /// fsync at the end of a job that wrote, inside its time (unlike fio's
@@ -486,6 +497,7 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
             end_fsync: args.end_fsync,
             seed,
             dontcache_emulated: args.dontcache_emulated,
+            rwmixread: args.rwmixread,
         };
         match job::run(&target, &spec, sampler.as_ref(), verifier(), progress) {
             Ok((mut report, backend)) => {

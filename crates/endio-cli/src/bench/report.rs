@@ -51,9 +51,11 @@ pub(crate) struct SeriesPoint {
     pub(crate) resident_bytes: Option<u64>,
 }
 
-/// Latency percentiles in microseconds.
+/// Latency in microseconds: least, mean, percentiles, most.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub(crate) struct LatUs {
+    pub(crate) min: f64,
+    pub(crate) avg: f64,
     pub(crate) p50: f64,
     pub(crate) p99: f64,
     pub(crate) p999: f64,
@@ -142,6 +144,17 @@ pub(crate) struct JobReport {
     pub(crate) mib_per_s: f64,
     pub(crate) iops: f64,
     pub(crate) lat_us: LatUs,
+    /// Bytes the process had the block layer read from storage during the
+    /// job (`/proc/self/io` `read_bytes`: readahead included, page-cache
+    /// hits not); what a read job's throughput owes to the device. `None`
+    /// where the kernel does not account it.
+    pub(crate) device_read_bytes: Option<u64>,
+    /// Of the bytes read, those the page cache had when each read was
+    /// submitted, where endio measured it (direct reads: 0; dontcache
+    /// reads of endio's emulation); `None` when no read was measured.
+    pub(crate) cache_hit_bytes: Option<u64>,
+    /// Percent of a mixed pattern's I/Os that read (fio's rwmixread).
+    pub(crate) rwmixread: Option<u32>,
     pub(crate) cpu: Cpu,
     pub(crate) cache: Cache,
     pub(crate) deferral: Deferral,
@@ -202,6 +215,8 @@ pub(crate) struct JobInputs<'a> {
     pub(crate) first_errno: i32,
     pub(crate) writeback: endio::WritebackErrors,
     pub(crate) interrupted: bool,
+    pub(crate) device_read_bytes: Option<u64>,
+    pub(crate) cache_hit_bytes: Option<u64>,
 }
 
 fn fio_lat(h: &Histogram<u64>, with_percentiles: bool) -> FioLat {
@@ -325,11 +340,20 @@ pub(crate) fn job_report(i: JobInputs<'_>) -> JobReport {
         mib_per_s: mib(bytes) / secs,
         iops: ios as f64 / secs,
         lat_us: LatUs {
+            min: if all.is_empty() { 0.0 } else { us(all.min()) },
+            avg: if all.is_empty() {
+                0.0
+            } else {
+                all.mean() / 1000.0
+            },
             p50: us(all.value_at_quantile(0.50)),
             p99: us(all.value_at_quantile(0.99)),
             p999: us(all.value_at_quantile(0.999)),
             max: us(all.max()),
         },
+        device_read_bytes: i.device_read_bytes,
+        cache_hit_bytes: i.cache_hit_bytes,
+        rwmixread: (i.spec.rw.reads() && i.spec.rw.writes()).then_some(i.spec.rwmixread),
         cpu: Cpu { user_s, sys_s },
         cache: Cache {
             resident_start_bytes: resident.first().copied().unwrap_or(0),
@@ -464,14 +488,19 @@ fn lat_cell(us: f64) -> String {
 
 type Row = (&'static str, fn(&JobReport) -> String);
 
-const ROWS: [Row; 18] = [
+const ROWS: [Row; 21] = [
     ("throughput   MiB/s", |j| format!("{:.1}", j.mib_per_s)),
+    ("device read  MiB", |j| {
+        j.device_read_bytes.map_or_else(|| "-".into(), mib_cell)
+    }),
     ("IOPS", |j| format!("{:.0}", j.iops)),
     ("time         s", |j| format!("{:.2}", j.seconds)),
     ("  of it fsync s", |j| {
         j.end_fsync_s
             .map_or_else(|| "-".into(), |s| format!("{s:.2}"))
     }),
+    ("lat min      µs", |j| lat_cell(j.lat_us.min)),
+    ("lat avg      µs", |j| lat_cell(j.lat_us.avg)),
     ("lat p50      µs", |j| lat_cell(j.lat_us.p50)),
     ("lat p99      µs", |j| lat_cell(j.lat_us.p99)),
     ("lat p99.9    µs", |j| lat_cell(j.lat_us.p999)),
@@ -543,10 +572,13 @@ pub(crate) fn print_table(out: &mut dyn Write, run: &RunReport) -> io::Result<()
     for rw in patterns {
         let jobs: Vec<&JobReport> = run.jobs.iter().filter(|j| j.rw == rw).collect();
         writeln!(out)?;
+        let title = match jobs[0].rwmixread {
+            Some(mix) => rw.title().replace("50/50", &format!("{mix}/{}", 100 - mix)),
+            None => rw.title().to_owned(),
+        };
         writeln!(
             out,
-            "{}, bs {}",
-            rw.title(),
+            "{title}, bs {}",
             fmt_bytes(jobs[0].bs).replace(".0 ", " ")
         )?;
         write!(out, "{:LABEL$}", "")?;
@@ -563,6 +595,9 @@ pub(crate) fn print_table(out: &mut dyn Write, run: &RunReport) -> io::Result<()
         };
         for (label, cell) in ROWS {
             if label == "  of it fsync s" && jobs.iter().all(|j| j.end_fsync_s.is_none()) {
+                continue;
+            }
+            if label == "device read  MiB" && !rw.reads() {
                 continue;
             }
             row(label, &cell)?;
@@ -593,6 +628,11 @@ pub(crate) fn print_table(out: &mut dyn Write, run: &RunReport) -> io::Result<()
                 })?;
             }
         }
+        if rw.reads() && jobs.iter().any(|j| j.cache_hit_bytes.is_some()) {
+            row("  cache hits MiB", &|j| {
+                j.cache_hit_bytes.map_or_else(|| "-".into(), mib_cell)
+            })?;
+        }
         if run.global_options.verify {
             row("verified     MiB", &|j| mib_cell(j.verify.checked_bytes))?;
             row("verify errors", &|j| j.verify.errors.to_string())?;
@@ -606,6 +646,13 @@ pub(crate) fn print_table(out: &mut dyn Write, run: &RunReport) -> io::Result<()
         if jobs.iter().any(|j| j.error != 0) {
             row("error (errno)", &|j| j.error.to_string())?;
         }
+    }
+    if run.jobs.iter().any(|j| j.rw.reads()) {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "device read: what the block layer read from storage for this process during the job (readahead included); a read job whose throughput is far above its device read was served by the page cache, not the device"
+        )?;
     }
     Ok(())
 }

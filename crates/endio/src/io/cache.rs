@@ -61,6 +61,19 @@ pub fn residency(file: impl AsFd, range: Range<u64>) -> io::Result<Residency> {
     })
 }
 
+/// How many bytes of `len` at `offset` of `file` are in the page cache, in
+/// one residency query: the cached pages of the range times the page size,
+/// at most `len` (a partly covered page at either end counts whole, up to
+/// the range's length). What [`BioFlags::CACHE_HITS`](crate::BioFlags::CACHE_HITS)
+/// measures.
+pub(crate) fn cached_bytes(file: impl AsFd, offset: u64, len: u64) -> io::Result<u64> {
+    let page = rustix::param::page_size() as u64;
+    let start = offset / page * page;
+    let end = (offset + len).div_ceil(page) * page;
+    let (stat, _) = crate::sys::cache_stat(file, start, end - start)?;
+    Ok((stat.cached * page).min(len))
+}
+
 /// Most `cachestat(2)` calls [`uncached_runs`] makes for one range: a range
 /// whose residency alternates more often than this allows is settled
 /// conservatively (undecided parts count as cached).

@@ -4,9 +4,12 @@
 
 use std::fmt;
 use std::io;
+use std::os::fd::AsFd;
 
+use super::mixing::{self, Settle};
 use super::state::{DeviceKind, DeviceState};
 use crate::bio::{Bio, Op};
+use crate::sys;
 
 /// The largest transfer one `read`/`write` system call makes on Linux
 /// (`MAX_RW_COUNT`: `INT_MAX` rounded down to a page).
@@ -43,6 +46,13 @@ pub enum SubmitErrorKind {
     /// A write that waits for its write-back could not get a description
     /// of the file to wait on (the open-file limit).
     NoDescriptor,
+    /// An `O_DIRECT` read or write of a block device that this process also
+    /// has open buffered, whose range has pages in the page cache that must
+    /// be written back and dropped first: refused where the caller may not
+    /// wait for that (atomic context, [`Device::try_submit`](crate::Device::try_submit)),
+    /// or because the write-back failed. See
+    /// [`OpenOptions::direct`](crate::OpenOptions::direct).
+    MixedCache,
 }
 
 /// A refused bio, handed back with what was wrong and what to do about it
@@ -147,6 +157,53 @@ fn op_name(op: Op) -> &'static str {
 }
 
 impl DeviceState {
+    /// Before a direct read or write of a block device that this process
+    /// also has open buffered: the range's conflicting pages written back
+    /// and dropped (task context), or the refusal (see `mixing.rs`). A
+    /// device without a buffered twin pays one relaxed load.
+    pub(crate) fn settle_mixed(
+        &self,
+        bio: &Bio,
+        may_wait: bool,
+    ) -> Result<(), (SubmitErrorKind, String)> {
+        let (Some(reg), Some(file)) = (&self.mixing, self.file()) else {
+            return Ok(());
+        };
+        let op = bio.op();
+        if !self.direct || !matches!(op, Op::Read | Op::Write) || !reg.buffered_opens() {
+            return Ok(());
+        }
+        let (offset, len) = (bio.offset(), bio.buf().len() as u64);
+        let Settle::WriteBackAndDrop(start, n) =
+            mixing::look(file.as_fd(), offset, len, op == Op::Write)
+        else {
+            return Ok(());
+        };
+        let name = op_name(op);
+        let path = self.path.display();
+        let what = if op == Op::Write { "cached" } else { "dirty" };
+        if !may_wait {
+            return Err((
+                SubmitErrorKind::MixedCache,
+                format!(
+                    "O_DIRECT {name} of {len} bytes at offset {offset} of {path} not issued: this process also has the block device open buffered and the range has {what} pages in the page cache, which must be written back and dropped first, and that blocks; submit it with Device::submit from task context (not in atomic context, not with try_submit), or open every handle of the device with the same OpenOptions::direct"
+                ),
+            ));
+        }
+        let fail = |step: &str, e: std::io::Error| {
+            (
+                SubmitErrorKind::MixedCache,
+                format!(
+                    "O_DIRECT {name} of {len} bytes at offset {offset} of {path} not issued: this process also has the block device open buffered, and {step} the range's {what} pages failed ({e}); the buffered data of that range may not be on the device: check the buffered handle's flush, then submit again"
+                ),
+            )
+        };
+        self.wb
+            .wait_range(file, start, n)
+            .map_err(|e| fail("writing back", e))?;
+        sys::drop_range(file.as_fd(), start, n).map_err(|e| fail("dropping", e))
+    }
+
     /// The checks of a bio before it is queued.
     pub(crate) fn check(&self, bio: &Bio) -> Result<(), (SubmitErrorKind, String)> {
         let path = self.path.display();

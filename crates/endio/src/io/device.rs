@@ -95,9 +95,12 @@ impl Device {
         self.submit_with(bio, false)
     }
 
-    fn submit_with(&self, bio: Bio, may_wait: bool) -> Result<(), SubmitError> {
+    fn submit_with(&self, mut bio: Bio, may_wait: bool) -> Result<(), SubmitError> {
         let dev = &self.handle.shared;
         if let Err((kind, message)) = dev.check(&bio) {
+            return Err(SubmitError::new(kind, message, bio));
+        }
+        if let Err((kind, message)) = dev.settle_mixed(&bio, may_wait) {
             return Err(SubmitError::new(kind, message, bio));
         }
         let route = match dev.dontcache_for(&bio) {
@@ -110,6 +113,11 @@ impl Device {
                 }
             },
         };
+        if bio.op() == Op::Read
+            && let Some(cached) = dev.cached_bytes(&bio, route.cached_bytes)
+        {
+            bio.set_cached_bytes(cached);
+        }
         let behind = route.plan.map(FollowUp);
         // A write waits for its write-back on a description taken now,
         // before the write is issued (see `writeback.rs`): a dontcache

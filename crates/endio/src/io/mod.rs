@@ -136,7 +136,8 @@
 //!   backend.
 //! * `state.rs`: an open device as its I/O sees it.
 //! * `dontcache/`: dontcache I/O, given only a file and a write-back state.
-//! * `writeback.rs`, `lane.rs`, `cache.rs`, `verify.rs`, `config.rs`,
+//! * `writeback.rs`, `lane.rs`, `cache.rs`, `mixing.rs` (a block device
+//!   open both direct and buffered), `verify.rs`, `config.rs`,
 //!   `null/memory.rs`: the leaves.
 
 mod blocking;
@@ -149,6 +150,7 @@ mod engine;
 mod future;
 mod group;
 mod lane;
+mod mixing;
 mod null;
 mod open;
 mod request;

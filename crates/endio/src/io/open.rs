@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 use super::config::Backend;
 use super::device::Device;
 use super::dontcache::{self, BACKLOG_BYTES_MAX_DEFAULT, Dontcache, DontcacheMode, DontcacheSetup};
+use super::mixing;
 use super::null::memory::MemStore;
 use super::shared::EngineShared;
 use super::state::{DeviceKind, DeviceState, Target};
@@ -80,6 +81,27 @@ impl OpenOptions {
     /// Bypasses the page cache (`O_DIRECT`): offsets, lengths and buffer
     /// addresses must then be aligned to the device's logical block size
     /// (see [`Device::logical_block_size`](crate::Device::logical_block_size) and [`Device::buf`](crate::Device::buf)).
+    ///
+    /// # A block device open both direct and buffered
+    ///
+    /// The page cache of a block device is shared by its buffered openers
+    /// and bypassed by `O_DIRECT`, so mixing the two on one range can lose a
+    /// direct write under an older dirty page written back later, or leave
+    /// buffered readers a stale page. When this process also has the block
+    /// device open without `direct` (through endio, in any engine), each
+    /// direct I/O first looks at its range in the page cache (one
+    /// `cachestat(2)`, which does not block): a direct write that finds
+    /// cached pages there, or a direct read that finds dirty ones, has the
+    /// range written back and dropped first (`sync_file_range`, then
+    /// `POSIX_FADV_DONTNEED`). That blocks, so it is done in task context
+    /// by [`Device::submit`](crate::Device::submit); in atomic context and
+    /// from [`Device::try_submit`](crate::Device::try_submit) such a bio is
+    /// refused with [`SubmitErrorKind::MixedCache`](crate::SubmitErrorKind::MixedCache),
+    /// as it is when the write-back fails. Without a buffered open of the
+    /// same device a direct I/O pays nothing for this. Buffered and direct
+    /// I/O to one range that are in flight at the same time stay unordered:
+    /// order them yourself. Opens outside endio (another library, another
+    /// process) are not seen.
     #[must_use]
     pub fn direct(mut self, yes: bool) -> OpenOptions {
         self.direct = yes;
@@ -372,6 +394,7 @@ fn open_file(
         source,
     };
     let dio = sys::dio_alignment(&file).map_err(io_err)?;
+    let mut mixing_opens = None;
     let (logical_block_size, mem_align, size) = match kind {
         DeviceKind::BlockDevice => {
             if o.write && sys::block_device_read_only(&file).map_err(io_err)? {
@@ -383,6 +406,10 @@ fn open_file(
             }
             let lbs = sys::logical_block_size(&file).map_err(io_err)?;
             let size = sys::block_device_size(&file).map_err(io_err)?;
+            mixing_opens = Some(mixing::register(
+                file.metadata().map_err(io_err)?.rdev(),
+                o.direct,
+            ));
             let mem = dio.map_or(lbs, |a| a.mem_align);
             (lbs, mem, size)
         }
@@ -442,6 +469,7 @@ fn open_file(
         whole_device_dontcache: o.wants_dontcache(),
         dontcache,
         wb: WbState::new(path),
+        mixing: mixing_opens,
     })
 }
 
@@ -501,5 +529,6 @@ fn open_memory(
         whole_device_dontcache: o.wants_dontcache(),
         dontcache,
         wb: WbState::new(path),
+        mixing: None,
     })
 }

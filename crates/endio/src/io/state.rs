@@ -12,6 +12,7 @@ use std::time::Instant;
 use super::config::Backend;
 use super::dontcache::{self, Dontcache, DropPlan, Io};
 use super::lane::Inflight;
+use super::mixing::Registration;
 use super::null::memory::MemStore;
 use super::writeback::WbState;
 use crate::bio::{Bio, BioFlags, Buf, Op};
@@ -86,6 +87,9 @@ pub(crate) struct DeviceState {
     pub(crate) dontcache: OnceLock<Arc<Dontcache>>,
     /// Write-back waits and the errors seen (see `writeback.rs`).
     pub(crate) wb: WbState,
+    /// A block device's place among the process's buffered and direct
+    /// opens of it (see `mixing.rs`); `None` for files and memory.
+    pub(crate) mixing: Option<Registration>,
 }
 
 impl fmt::Debug for DeviceState {
@@ -158,6 +162,31 @@ impl DeviceState {
             ))
         });
         Some(dc)
+    }
+
+    /// How many bytes of the read `bio` are in the page cache now
+    /// (`EndedBio::cached_bytes`): none for `O_DIRECT`; `looked_up` when the
+    /// dontcache route measured them; one residency query for a buffered
+    /// read flagged `CACHE_HITS`; else not measured.
+    pub(crate) fn cached_bytes(&self, bio: &Bio, looked_up: Option<u64>) -> Option<u64> {
+        if self.direct {
+            return Some(0);
+        }
+        if looked_up.is_some() {
+            return looked_up;
+        }
+        let file = self.file()?;
+        if !bio.flags().contains(BioFlags::CACHE_HITS) {
+            return None;
+        }
+        let len = bio.buf().len() as u64;
+        match super::cache::cached_bytes(file, bio.offset(), len) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::debug!(error = %e, "cachestat failed; the read's cache hits are not measured");
+                None
+            }
+        }
     }
 
     /// The drop bio of one dontcache I/O: its handler (task context) drops

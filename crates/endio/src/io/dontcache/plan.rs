@@ -43,6 +43,9 @@ pub(crate) struct Routing {
     /// Issue it on the device's read-only description without readahead.
     pub(crate) no_readahead: bool,
     pub(crate) plan: Option<DropPlan>,
+    /// For a read whose pages were looked up: how many of its bytes were
+    /// cached (for `EndedBio::cached_bytes`).
+    pub(crate) cached_bytes: Option<u64>,
 }
 
 impl Routing {
@@ -50,7 +53,22 @@ impl Routing {
         rw_flags: 0,
         no_readahead: false,
         plan: None,
+        cached_bytes: None,
     };
+}
+
+/// Bytes of `offset..offset + len` outside `uncached` (runs of page
+/// indexes): the part of the range whose pages are cached.
+fn cached_part(offset: u64, len: u64, uncached: &[Range<u64>], page: u64) -> u64 {
+    let end = offset + len;
+    let missing: u64 = uncached
+        .iter()
+        .map(|r| {
+            let (s, e) = ((r.start * page).max(offset), (r.end * page).min(end));
+            e.saturating_sub(s)
+        })
+        .sum();
+    len - missing.min(len)
 }
 
 /// Adds to `runs` (uncached runs of `pages`, ascending) the parts of the
@@ -195,6 +213,7 @@ impl Dontcache {
                 rw_flags: sys::RWF_DONTCACHE,
                 no_readahead,
                 plan: None,
+                cached_bytes: None,
             });
         }
         if !self.reserve(io, len, may_wait) {
@@ -213,13 +232,19 @@ impl Dontcache {
         // Relaxed: a unique number is all that is needed.
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
         let mut registered = false;
+        let mut cached_bytes = None;
         let runs = match io.file {
             None => DropRuns::All,
             Some(file) => {
                 let mut runs = Vec::new();
                 let queried = cache::uncached_runs(file, pages.clone(), &mut runs);
                 match queried {
-                    Ok(q) => add(&self.c.residency_queries, u64::from(q)),
+                    Ok(q) => {
+                        add(&self.c.residency_queries, u64::from(q));
+                        if read {
+                            cached_bytes = Some(cached_part(bio.offset(), len, &runs, page));
+                        }
+                    }
                     Err(e) => {
                         tracing::debug!(error = %e, "cachestat failed; the whole range counts as uncached")
                     }
@@ -256,6 +281,7 @@ impl Dontcache {
         Ok(Routing {
             rw_flags: if native { sys::RWF_DONTCACHE } else { 0 },
             no_readahead,
+            cached_bytes,
             plan: Some(DropPlan {
                 drop_bio: Some(drop_bio),
                 unit: BacklogEntry {
@@ -298,5 +324,17 @@ mod tests {
         let mut none = Vec::new();
         inherit(&(0..4), &mut none, &[]);
         assert!(none.is_empty());
+    }
+
+    #[test]
+    // The slices are lists of page runs, one run each here.
+    #[allow(clippy::single_range_in_vec_init)]
+    fn the_cached_part_counts_bytes_of_the_range_only() {
+        // 4 KiB pages; a read of 8 KiB from 2 KiB covers pages 0..3.
+        assert_eq!(cached_part(2048, 8192, &[], 4096), 8192);
+        assert_eq!(cached_part(2048, 8192, &[0..3], 4096), 0);
+        // Page 0 uncached: its 2 KiB of the range came from the device.
+        assert_eq!(cached_part(2048, 8192, &[0..1], 4096), 6144);
+        assert_eq!(cached_part(2048, 8192, &[1..2, 5..9], 4096), 4096);
     }
 }
