@@ -226,6 +226,16 @@ int endio_writeback_errors(const struct endio_device *dev, uint64_t *count, int 
 // `dev` is a live device.
 int endio_check_writeback(const struct endio_device *dev);
 
+// Waits until every I/O submitted to the device has completed, its
+// callback has returned (those of I/O submitted by callbacks too), and
+// dontcache's drop-behind is done. Returns 0, or `-EDEADLK` when called
+// from one of the device's own callbacks, which it would wait for.
+//
+// # Safety
+//
+// `dev` is a live device.
+int endio_device_drain(const struct endio_device *dev);
+
 // Starts an engine and stores it in `*out`; returns 0 or a negated errno
 // (`-EINVAL` for a NULL `out` or a bad option, `-EOPNOTSUPP` when
 // `ENDIO_BACKEND_URING` was asked for and io_uring cannot be used).
@@ -336,16 +346,6 @@ int endio_submit_read(const struct endio_device *dev,
                       uint32_t flags,
                       endio_callback cb,
                       void *user_data);
-
-// Waits until every I/O submitted to the device has completed, its
-// callback has returned (those of I/O submitted by callbacks too), and
-// dontcache's drop-behind is done. Returns 0, or `-EDEADLK` when called
-// from one of the device's own callbacks, which it would wait for.
-//
-// # Safety
-//
-// `dev` is a live device.
-int endio_device_drain(const struct endio_device *dev);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use endio::{CacheStatSource, Device, DeviceKind, OpenError, OpenOptions};
 
+use crate::callback::{Callbacks, in_callback};
 use crate::engine::EngineHandle;
 use crate::error::{Failure, call_int};
-use crate::io::{Callbacks, drain, in_callback};
 
 /// `endio_open`: allow reads.
 pub const ENDIO_OPEN_READ: u32 = 1 << 0;
@@ -311,4 +311,42 @@ pub unsafe extern "C" fn endio_check_writeback(dev: *const DeviceHandle) -> c_in
             )
         })
     })
+}
+
+/// Waits until every I/O submitted to the device has completed, its
+/// callback has returned (those of I/O submitted by callbacks too), and
+/// dontcache's drop-behind is done. Returns 0, or `-EDEADLK` when called
+/// from one of the device's own callbacks, which it would wait for.
+///
+/// # Safety
+///
+/// `dev` is a live device.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn endio_device_drain(dev: *const DeviceHandle) -> c_int {
+    call_int("endio_device_drain", || {
+        // SAFETY: NULL or a live device (the caller's contract).
+        let d = unsafe { device(dev) }?;
+        drain(d)
+    })
+}
+
+/// Drains `d` (see `endio_device_drain`).
+pub(crate) fn drain(d: &DeviceHandle) -> Result<(), Failure> {
+    if in_callback().is_some_and(|c| Arc::ptr_eq(&c, &d.callbacks)) {
+        return Err(Failure::new(
+            libc::EDEADLK,
+            format!(
+                "{}: called from one of this device's callbacks, which it would wait for; drain from another thread",
+                d.dev.path().display()
+            ),
+        ));
+    }
+    // Callbacks may submit more: until a drain finds none outstanding.
+    loop {
+        d.callbacks.wait_none();
+        d.dev.drain();
+        if d.callbacks.outstanding() == 0 {
+            return Ok(());
+        }
+    }
 }

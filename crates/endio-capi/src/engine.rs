@@ -5,8 +5,8 @@ use std::ffi::c_int;
 
 use endio::{Backend, BuildError, Completer, Engine, EngineError};
 
+use crate::callback::in_callback;
 use crate::error::{Failure, call_int};
-use crate::io::in_callback;
 
 /// `endio_engine_options.backend`: io_uring, falling back to the thread
 /// pool where io_uring cannot be used; `ENDIO_BACKEND` in the environment

@@ -7,7 +7,7 @@
 //! submitted read's buffer.
 //!
 //! 1. A submit counts the callback as outstanding on its device
-//!    ([`Callbacks`]) before the bio is queued, and uncounts it if the bio
+//!    ([`Callbacks`](crate::callback::Callbacks)) before the bio is queued, and uncounts it if the bio
 //!    is refused (its handler then never runs).
 //! 2. The handler runs once, in task context, on a completer worker: it
 //!    copies a read's bytes into the caller's buffer, marks the thread as
@@ -20,13 +20,13 @@
 //!    never blocks and is safe wherever the completion runs. So a callback
 //!    may make blocking calls without waiting for the worker it occupies.
 
-use std::cell::RefCell;
 use std::ffi::{c_int, c_void};
+use std::sync::Arc;
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use endio::{Bio, BioFlags, Buf, Device, MAX_IO_BYTES, Op, SubmitError, SubmitErrorKind};
 
+use crate::callback::IN_CALLBACK;
 use crate::device::{DeviceHandle, device};
 use crate::error::{Failure, call, call_int};
 
@@ -47,51 +47,6 @@ const IO_FLAGS: u32 = ENDIO_IO_DONTCACHE | ENDIO_IO_WAIT_WRITEBACK;
 /// and may block and call endio (see the header's notes on context). It
 /// must not unwind (a C++ exception) or `longjmp` out.
 pub type Callback = Option<unsafe extern "C" fn(user_data: *mut c_void, result: i64)>;
-
-/// The outstanding callbacks of a device.
-#[derive(Debug, Default)]
-pub(crate) struct Callbacks {
-    count: Mutex<u64>,
-    none: Condvar,
-}
-
-impl Callbacks {
-    fn add(&self) {
-        *self.count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
-    }
-
-    fn done(&self) {
-        let mut n = self.count.lock().unwrap_or_else(PoisonError::into_inner);
-        *n -= 1;
-        if *n == 0 {
-            self.none.notify_all();
-        }
-    }
-
-    fn outstanding(&self) -> u64 {
-        *self.count.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Waits until every counted callback has returned.
-    pub(crate) fn wait_none(&self) {
-        let n = self.count.lock().unwrap_or_else(PoisonError::into_inner);
-        drop(
-            self.none
-                .wait_while(n, |n| *n > 0)
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-    }
-}
-
-thread_local! {
-    /// The device whose callback this thread is running, if any.
-    static IN_CALLBACK: RefCell<Option<Arc<Callbacks>>> = const { RefCell::new(None) };
-}
-
-/// The callbacks of the device whose callback this thread runs, if any.
-pub(crate) fn in_callback() -> Option<Arc<Callbacks>> {
-    IN_CALLBACK.try_with(|c| c.borrow().clone()).ok().flatten()
-}
 
 /// The caller's memory a callback uses on a completer worker.
 struct CallerMemory {
@@ -431,42 +386,4 @@ pub unsafe extern "C" fn endio_submit_read(
             )
         }
     })
-}
-
-/// Waits until every I/O submitted to the device has completed, its
-/// callback has returned (those of I/O submitted by callbacks too), and
-/// dontcache's drop-behind is done. Returns 0, or `-EDEADLK` when called
-/// from one of the device's own callbacks, which it would wait for.
-///
-/// # Safety
-///
-/// `dev` is a live device.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn endio_device_drain(dev: *const DeviceHandle) -> c_int {
-    call_int("endio_device_drain", || {
-        // SAFETY: NULL or a live device (the caller's contract).
-        let d = unsafe { device(dev) }?;
-        drain(d)
-    })
-}
-
-/// Drains `d` (see `endio_device_drain`).
-pub(crate) fn drain(d: &DeviceHandle) -> Result<(), Failure> {
-    if in_callback().is_some_and(|c| Arc::ptr_eq(&c, &d.callbacks)) {
-        return Err(Failure::new(
-            libc::EDEADLK,
-            format!(
-                "{}: called from one of this device's callbacks, which it would wait for; drain from another thread",
-                d.dev.path().display()
-            ),
-        ));
-    }
-    // Callbacks may submit more: until a drain finds none outstanding.
-    loop {
-        d.callbacks.wait_none();
-        d.dev.drain();
-        if d.callbacks.outstanding() == 0 {
-            return Ok(());
-        }
-    }
 }

@@ -18,6 +18,7 @@
 //! - `io.rs` — blocking reads, writes and syncs; submits with a callback;
 //!   drain.
 
+mod callback;
 mod device;
 mod engine;
 mod error;
@@ -27,7 +28,7 @@ pub use device::{
     DeviceHandle, ENDIO_OPEN_CREATE, ENDIO_OPEN_DIRECT, ENDIO_OPEN_DONTCACHE,
     ENDIO_OPEN_DONTCACHE_EMULATED, ENDIO_OPEN_EXCLUSIVE, ENDIO_OPEN_READ, ENDIO_OPEN_WRITE,
     ENDIO_RESIDENCY_CACHESTAT, ENDIO_RESIDENCY_MINCORE, ResidencyInfo, endio_check_writeback,
-    endio_device_close, endio_open, endio_residency, endio_writeback_errors,
+    endio_device_close, endio_device_drain, endio_open, endio_residency, endio_writeback_errors,
 };
 pub use engine::{
     ENDIO_BACKEND_AUTO, ENDIO_BACKEND_NULL, ENDIO_BACKEND_THREADS, ENDIO_BACKEND_URING,
@@ -35,6 +36,6 @@ pub use engine::{
 };
 pub use error::{ENDIO_EPANIC, endio_last_error_message, endio_strerror};
 pub use io::{
-    Callback, ENDIO_IO_DONTCACHE, ENDIO_IO_WAIT_WRITEBACK, endio_device_drain, endio_fdatasync,
-    endio_pread, endio_pwrite, endio_submit_read, endio_submit_write,
+    Callback, ENDIO_IO_DONTCACHE, ENDIO_IO_WAIT_WRITEBACK, endio_fdatasync, endio_pread,
+    endio_pwrite, endio_submit_read, endio_submit_write,
 };
