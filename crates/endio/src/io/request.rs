@@ -185,8 +185,9 @@ fn complete(completer: &Completer, req: Request, res: i64) -> Option<Request> {
         wait => {
             bio.set_raw_result(res);
             if res < 0 && bio.op() == Op::Flush {
-                dev.wb
-                    .record_errno(i32::try_from(-res).unwrap_or(libc::EIO));
+                // A failed flush is a write-back error of the device (a
+                // flush cancelled at shutdown is not).
+                dev.wb.failed(res);
             }
             if let Some(behind) = &mut behind {
                 dev.transferred(behind, res);
