@@ -26,7 +26,7 @@ fn lib_dir() -> PathBuf {
     for lib in ["libendio.a", "libendio.so"] {
         assert!(
             dir.join(lib).exists(),
-            "{} is missing: cargo builds it with this package's library",
+            "{} is missing: build the C libraries first with `cargo build --release -p endio-capi` (ci/test.sh does)",
             dir.join(lib).display()
         );
     }
