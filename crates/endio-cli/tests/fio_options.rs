@@ -1,7 +1,8 @@
 //! `endio bench` as a fio user types it: fio's spellings with the same
 //! meaning run as endio's options (and say which), those without a
 //! counterpart are refused naming what to use; `--rwmixread` sets the mix;
-//! every job reports device-read bytes and minimum and average latency.
+//! `--numjobs` runs clones reported each and summed; every job reports
+//! device-read bytes and minimum and average latency.
 
 mod common;
 
@@ -136,4 +137,96 @@ fn rwmixread_sets_the_share_of_reads() {
     assert!((0.70..0.80).contains(&share), "read share {share}");
     let out = bench(&["--rwmixread", "101"]);
     assert!(!out.status.success());
+}
+
+#[test]
+fn numjobs_runs_clones_reported_each_and_summed() {
+    let dir = common::disk_dir("endio-fio-");
+    let target = dir.path().join("t");
+    let target = target.to_str().unwrap();
+    let out = bench(&[
+        "--target",
+        target,
+        "--mode",
+        "buffered",
+        "--numjobs",
+        "3",
+        "--rw",
+        "randread",
+        "--size",
+        "4M",
+        "--iodepth",
+        "4",
+        "--json",
+        "-",
+        "--backend",
+        "threads",
+    ]);
+    let doc = json(&out);
+    let err = stderr(&out);
+    let jobs = doc["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 4, "the aggregate and 3 clones: {jobs:?}");
+    let aggregate = &jobs[0];
+    assert!(aggregate.get("clone").is_none(), "{aggregate}");
+    assert_eq!(aggregate["jobname"], "buffered-randread");
+    let mut sum = 0;
+    let mut ios = 0;
+    for (k, clone) in jobs[1..].iter().enumerate() {
+        assert_eq!(clone["clone"], k as u64);
+        assert_eq!(clone["jobname"], "buffered-randread");
+        assert_eq!(clone["bytes"], 4 << 20, "clone {k}");
+        assert_eq!(clone["read"]["io_bytes"], 4 << 20, "clone {k}");
+        sum += clone["bytes"].as_u64().unwrap();
+        ios += clone["read"]["clat_ns"]["N"].as_u64().unwrap();
+    }
+    assert_eq!(aggregate["bytes"].as_u64().unwrap(), sum);
+    assert_eq!(aggregate["read"]["io_bytes"].as_u64().unwrap(), sum);
+    // The latency histograms are merged.
+    assert_eq!(aggregate["read"]["clat_ns"]["N"].as_u64().unwrap(), ios);
+    assert_eq!(doc["global options"]["numjobs"], 3);
+    // The table (on standard error) shows the aggregate: one column.
+    assert!(err.contains("numjobs 3"), "{err}");
+    let head = err
+        .lines()
+        .skip_while(|l| !l.starts_with("random read"))
+        .nth(1)
+        .unwrap_or_default();
+    assert_eq!(head.split_whitespace().collect::<Vec<_>>(), ["buffered"]);
+    let mib = sum as f64 / f64::from(1 << 20) / aggregate["seconds"].as_f64().unwrap();
+    let row = err
+        .lines()
+        .find(|l| l.starts_with("throughput"))
+        .unwrap_or_default();
+    let shown: f64 = row.split_whitespace().last().unwrap().parse().unwrap();
+    assert!((shown - mib).abs() < 0.1 + mib * 0.01, "{row} vs {mib}");
+}
+
+#[test]
+fn numjobs_one_keeps_one_entry_per_job() {
+    let dir = common::disk_dir("endio-fio-");
+    let target = dir.path().join("t");
+    let doc = json(&bench(&[
+        "--target",
+        target.to_str().unwrap(),
+        "--mode",
+        "buffered",
+        "--rw",
+        "read",
+        "--size",
+        "4M",
+        "--numjobs=1",
+        "--json",
+        "-",
+        "--backend",
+        "threads",
+    ]));
+    let jobs = doc["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert!(jobs[0].get("clone").is_none());
+    assert!(doc["global options"].get("numjobs").is_none());
+    let out = bench(&["--numjobs", "65"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = bench(&["--numjobs", "64", "--iodepth", "128", "--no-plot"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--iodepth 64"), "{}", stderr(&out));
 }

@@ -3,7 +3,7 @@
 //! endio option that is), those endio has no counterpart for are refused
 //! with a message that says what endio does instead. Options fio and endio
 //! spell alike (`--rw`, `--bs`, `--size`, `--iodepth`, `--runtime`,
-//! `--rwmixread`) need nothing here; `--filename`, `--time_based` and
+//! `--rwmixread`, `--numjobs`) need nothing here; `--filename`, `--time_based` and
 //! `--randseed` are clap aliases.
 //!
 //! The translation is a pure function of the arguments after `bench`, so it
@@ -137,16 +137,10 @@ pub(crate) fn translate(args: &[String]) -> Result<Translated, String> {
                 let _ = value(true);
                 out.ignored(arg, "endio drops the target's page cache before every job");
             }
-            "group_reporting" => out.note(arg, "nothing: endio reports one result per job"),
-            "numjobs" => {
-                let v = value(true).unwrap_or_default();
-                if v != "1" {
-                    return Err(format!(
-                        "--numjobs {v}: endio bench runs one submitter per job; raise --iodepth for more I/Os in flight (the completer spreads their handlers over every CPU)"
-                    ));
-                }
-                out.ignored(arg, "one submitter per job is endio's default");
-            }
+            "group_reporting" => out.note(
+                arg,
+                "nothing: endio's table shows each job as the aggregate of its --numjobs clones",
+            ),
             n if BATCH_OPTIONS.contains(&n) => {
                 return Err(format!(
                     "--{n}: endio has nothing to set here: each lane submits everything queued on it in one system call and reaps every completion it finds; drop --{n} (--iodepth sets how many I/Os are in flight)"
@@ -200,6 +194,9 @@ mod tests {
         assert_eq!(t(&["--end_fsync=0"]).unwrap(), ["--end-fsync=false"]);
         assert_eq!(t(&["--name=job1", "--rw=read"]).unwrap(), ["--rw=read"]);
         assert_eq!(t(&["--verify=crc32c"]).unwrap(), ["--verify"]);
+        // Spelled alike: clap takes `--numjobs=4` and `--numjobs 4`.
+        assert_eq!(t(&["--numjobs=4"]).unwrap(), ["--numjobs=4"]);
+        assert_eq!(t(&["--numjobs", "1"]).unwrap(), ["--numjobs", "1"]);
         // endio's own options are left alone.
         assert_eq!(
             t(&["--verify", "--mode", "direct", "--json", "-"]).unwrap(),
@@ -215,9 +212,6 @@ mod tests {
         assert!(e.contains("--backend uring"), "{e}");
         let e = t(&["--output-format=terse"]).unwrap_err();
         assert!(e.contains("--json"), "{e}");
-        let e = t(&["--numjobs", "4"]).unwrap_err();
-        assert!(e.contains("--iodepth"), "{e}");
-        assert_eq!(t(&["--numjobs=1"]).unwrap(), Vec::<String>::new());
         let e = t(&["--direct=2"]).unwrap_err();
         assert!(e.contains("--mode direct"), "{e}");
     }

@@ -1,7 +1,12 @@
-//! One benchmark job: `iodepth` chains of I/O in a closed loop.
+//! One benchmark job: `numjobs` clones, each `iodepth` chains of I/O in a
+//! closed loop.
 //!
-//! 1. `iodepth` chains start from the main thread, each with a bio of its
-//!    own (an aligned buffer of `bs` bytes) and a random-number state.
+//! 1. Each clone has its own [`Shared`] state: counters, latency
+//!    histograms, cursor and random sequence (the seed plus its index);
+//!    the engine, completer, device and page-cache sampler are the job's.
+//!    `iodepth` chains per clone start from the main thread, each with a
+//!    bio of its own (an aligned buffer of `bs` bytes) and a random-number
+//!    state.
 //! 2. A bio's handler runs in task context (the bio is flagged
 //!    `COMPLETE_IN_TASK` and completed by an engine reaper in atomic
 //!    context, so the completer's worker of that CPU runs it). It records
@@ -9,15 +14,19 @@
 //!    the verify pattern, then reuses the bio for the chain's next I/O and
 //!    submits it.
 //! 3. The next I/O is the next block of a shared cursor (sequential) or a
-//!    random block (random); a mixed pattern flips a coin for the
-//!    direction. A chain ends when the job has issued `size / bs` I/Os,
-//!    when `--runtime` is over, on an I/O error, or on Ctrl-C; the last
-//!    chain to end wakes the main thread.
+//!    random block (random) of its clone; a mixed pattern flips a coin for
+//!    the direction. A chain ends when its clone has issued `size / bs`
+//!    I/Os, when `--runtime` is over, on an I/O error of its clone, or on
+//!    Ctrl-C; the last chain of a clone to end tells the main thread, which
+//!    goes on when every clone has.
 //! 4. Meanwhile the main thread samples the page-cache residency of the
 //!    target every 100 ms and moves the progress bar.
-//! 5. Then: wait for the completer, fsync if the job wrote and
+//! 5. Then: wait for the completer, fsync once if the job wrote and
 //!    `--end-fsync`, drain the device (which also waits for dontcache
-//!    drop-behind), and take the last sample. The job's time ends there.
+//!    drop-behind), and take the last sample. The job's time ends there,
+//!    for every clone. The job's report sums its clones' counters and
+//!    merges their histograms; each clone's report has its own counters
+//!    and the job's CPU, cache, deferral and fsync figures.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
@@ -59,6 +68,8 @@ pub(crate) struct JobSpec {
     pub(crate) dontcache_emulated: bool,
     /// Percent of a mixed pattern's I/Os that read.
     pub(crate) rwmixread: u32,
+    /// Clones of the workload run at the same time (fio's numjobs).
+    pub(crate) numjobs: u32,
 }
 
 /// Latencies of one direction, one histogram per CPU so that the handlers
@@ -112,6 +123,25 @@ impl Direction {
             ios: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             lat: Latencies::new(),
+        }
+    }
+
+    /// The sum of `parts`: counters added, latency histograms merged (the
+    /// aggregate of a job's clones).
+    fn sum<'a>(parts: impl Iterator<Item = &'a Direction>) -> Direction {
+        let mut lat = Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).expect("valid bounds");
+        let (mut ios, mut bytes) = (0, 0);
+        for d in parts {
+            ios += d.ios.load(Ordering::Relaxed);
+            bytes += d.bytes.load(Ordering::Relaxed);
+            lat.add(d.lat.merged()).expect("same bounds");
+        }
+        Direction {
+            ios: AtomicU64::new(ios),
+            bytes: AtomicU64::new(bytes),
+            lat: Latencies {
+                stripes: Box::new([Mutex::new(lat)]),
+            },
         }
     }
 }
@@ -470,17 +500,34 @@ fn build_engine(spec: &JobSpec, depth: u32) -> anyhow::Result<(Completer, Engine
     Ok((completer, engine))
 }
 
-/// Runs one job on `target` (its cache is invalidated first); returns the
-/// report and the backend used.
+/// The seed of clone `k` of a job: its own random offsets and read/write
+/// mix (clone 0 has the job's).
+fn clone_seed(seed: u64, k: u32) -> u64 {
+    seed.wrapping_add(u64::from(k))
+}
+
+/// What a job reports: the aggregate of its clones (the job's own entry,
+/// what the table shows), and with `--numjobs` above 1 each clone's.
+#[derive(Debug)]
+pub(crate) struct JobResult {
+    pub(crate) aggregate: JobReport,
+    pub(crate) clones: Vec<JobReport>,
+    pub(crate) backend: Backend,
+}
+
+/// Runs one job on `target` (its cache is invalidated first): `numjobs`
+/// clones of the workload at the same time, each with its own chains,
+/// random sequence and counters, sharing the engine, completer and device.
 pub(crate) fn run(
     target: &Target,
     spec: &JobSpec,
     sampler: Option<&Sampler>,
     verifier: Option<Arc<Verifier>>,
     progress: bool,
-) -> anyhow::Result<(JobReport, Backend)> {
+) -> anyhow::Result<JobResult> {
     let left_cached = target.invalidate()?;
-    let (completer, engine) = build_engine(spec, spec.iodepth)?;
+    let numjobs = spec.numjobs.max(1);
+    let (completer, engine) = build_engine(spec, spec.iodepth.saturating_mul(numjobs))?;
     let dev = open(&engine, target, spec, !spec.rw.writes())?;
     let blocks = target.size / spec.bs;
     let (tx, rx) = mpsc::channel();
@@ -488,61 +535,84 @@ pub(crate) fn run(
     let device_read_before = crate::rusage::storage_read_bytes();
     let start = Instant::now();
     let mut samples = vec![sample(sampler, start, 0)];
-    let shared = Arc::new(Shared {
-        dev: dev.clone(),
-        path: target.path.clone(),
-        rw: spec.rw,
-        bs: spec.bs,
-        blocks,
-        total_ios: if spec.time_based { u64::MAX } else { blocks },
-        deadline: spec.runtime.map(|r| start + r),
-        flags: BioFlags::COMPLETE_IN_TASK,
-        seed: spec.seed,
-        verifier: verifier.clone(),
-        issued: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
-        read: Direction::new(),
-        write: Direction::new(),
-        done_bytes: AtomicU64::new(0),
-        rwmixread: spec.rwmixread,
-        cache_hits: AtomicU64::new(0),
-        cache_measured: AtomicBool::new(false),
-        errors: AtomicU64::new(0),
-        first_error: Mutex::new(None),
-        first_errno: AtomicI32::new(0),
-        active: AtomicU32::new(0),
-        ended: Mutex::new(Some(tx)),
-    });
     let chains = u64::from(spec.iodepth).min(blocks) as u32;
-    shared.active.store(chains, Ordering::Relaxed);
+    let clones: Vec<Arc<Shared>> = (0..numjobs)
+        .map(|k| {
+            Arc::new(Shared {
+                dev: dev.clone(),
+                path: target.path.clone(),
+                rw: spec.rw,
+                bs: spec.bs,
+                blocks,
+                total_ios: if spec.time_based { u64::MAX } else { blocks },
+                deadline: spec.runtime.map(|r| start + r),
+                flags: BioFlags::COMPLETE_IN_TASK,
+                seed: clone_seed(spec.seed, k),
+                verifier: verifier.clone(),
+                issued: AtomicU64::new(0),
+                stop: AtomicBool::new(false),
+                read: Direction::new(),
+                write: Direction::new(),
+                done_bytes: AtomicU64::new(0),
+                rwmixread: spec.rwmixread,
+                cache_hits: AtomicU64::new(0),
+                cache_measured: AtomicBool::new(false),
+                errors: AtomicU64::new(0),
+                first_error: Mutex::new(None),
+                first_errno: AtomicI32::new(0),
+                active: AtomicU32::new(chains),
+                ended: Mutex::new(Some(tx.clone())),
+            })
+        })
+        .collect();
+    // Each clone holds a sender: the channel disconnects once every clone
+    // has ended.
+    drop(tx);
+    let done_bytes = || -> u64 {
+        clones
+            .iter()
+            .map(|c| c.done_bytes.load(Ordering::Relaxed))
+            .sum()
+    };
     let bar = progress_bar(
         progress,
-        (!spec.time_based).then_some(blocks * spec.bs),
+        (!spec.time_based).then_some(blocks * spec.bs * u64::from(numjobs)),
         format!("{} {}", spec.mode.name(), spec.rw.name()),
     );
-    for i in 0..chains {
-        let rng = (spec.seed ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(2 * u64::from(i) + 1) | 1;
-        submit_next(&shared, None, rng);
+    for shared in &clones {
+        for i in 0..chains {
+            let rng = (shared.seed ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(2 * u64::from(i) + 1) | 1;
+            submit_next(shared, None, rng);
+        }
+        if chains == 0 {
+            shared
+                .ended
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+        }
     }
-    if chains == 0 {
-        shared
-            .ended
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-    }
-    // Step 4: sample until the last chain ends.
+    // Step 4: sample until the last chain of the last clone ends.
+    let mut running = numjobs;
     let mut next_tick = start + TICK;
     loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
-            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Ok(()) => {
+                running -= 1;
+                if running == 0 {
+                    break;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                let done = shared.done_bytes.load(Ordering::Relaxed);
+                let done = done_bytes();
                 samples.push(sample(sampler, start, done));
                 bar.set_position(done);
                 if interrupt::interrupted() {
-                    shared.stop.store(true, Ordering::Relaxed);
+                    for c in &clones {
+                        c.stop.store(true, Ordering::Relaxed);
+                    }
                 }
                 next_tick += TICK;
             }
@@ -553,18 +623,24 @@ pub(crate) fn run(
     if !completer.wait_idle(END_TIMEOUT) {
         bail!("the completer did not finish the job's handlers in 10 minutes");
     }
+    let io_errors: u64 = clones
+        .iter()
+        .map(|c| c.errors.load(Ordering::Relaxed))
+        .sum();
     let mut fsync_s = None;
-    if spec.rw.writes() && spec.end_fsync && shared.errors.load(Ordering::Relaxed) == 0 {
+    // The job's own failure (its figures are kept, the next jobs run): the
+    // message and errno of a failed fsync.
+    let mut fsync_error = None;
+    if spec.rw.writes() && spec.end_fsync && io_errors == 0 {
         let t = Instant::now();
         if let Err(e) = fsync(&dev)? {
-            // The job's own failure: its figures are kept, the next jobs run.
-            shared.fail_errno(
+            fsync_error = Some((
                 format!(
                     "fsync of {} failed: {e}; data written by this job did not reach the device",
                     target.path.display()
                 ),
                 e.raw_os_error().unwrap_or(libc::EIO),
-            );
+            ));
         }
         fsync_s = Some(t.elapsed().as_secs_f64());
     }
@@ -580,45 +656,70 @@ pub(crate) fn run(
     let device_read_bytes = crate::rusage::storage_read_bytes()
         .zip(device_read_before)
         .map(|(after, before)| after.saturating_sub(before));
-    let done = shared.done_bytes.load(Ordering::Relaxed);
-    samples.push(sample(sampler, start, done));
+    samples.push(sample(sampler, start, done_bytes()));
     bar.finish_and_clear();
     let stats = completer.stats().total;
     let dontcache = dontcache::report(&dev);
     let backend = engine.backend();
-    let first_error = shared
-        .first_error
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
     if let Some(v) = &verifier {
         for e in v.errors().iter().take(4) {
             eprintln!("{} {}: {e}", spec.mode.name(), spec.rw.name());
         }
     }
-    let report = report::job_report(report::JobInputs {
-        spec,
-        seconds,
-        read: &shared.read,
-        write: &shared.write,
-        usage,
-        stats,
-        samples,
-        left_cached,
-        dontcache,
-        verify: verifier.map(|v| v.stats()).unwrap_or_default(),
-        fsync_s,
-        errors: shared.errors.load(Ordering::Relaxed),
-        first_error,
-        first_errno: shared.first_errno.load(Ordering::Relaxed),
-        writeback,
-        interrupted: interrupt::interrupted(),
-        device_read_bytes,
-        cache_hit_bytes: shared
-            .cache_measured
-            .load(Ordering::Relaxed)
-            .then(|| shared.cache_hits.load(Ordering::Relaxed)),
-    });
+    let verify = verifier.map(|v| v.stats()).unwrap_or_default();
+    let interrupted = interrupt::interrupted();
+    // The job-wide figures (CPU, page cache, deferral, verify, dontcache,
+    // fsync, write-back) are the same in the aggregate and in each clone.
+    let report_of = |read: &Direction, write: &Direction, errors: Outcome| {
+        report::job_report(report::JobInputs {
+            spec,
+            seconds,
+            read,
+            write,
+            usage,
+            stats,
+            samples: samples.clone(),
+            left_cached,
+            dontcache: dontcache.clone(),
+            verify,
+            fsync_s,
+            errors: errors.count,
+            first_error: errors.first,
+            first_errno: errors.first_errno,
+            writeback,
+            interrupted,
+            device_read_bytes,
+            cache_hit_bytes: errors.cache_hit_bytes,
+        })
+    };
+    let mut per_clone: Vec<Outcome> = clones.iter().map(|c| Outcome::of(c)).collect();
+    let mut aggregate = Outcome::sum(&per_clone);
+    if let Some((message, errno)) = fsync_error {
+        aggregate.count += 1;
+        aggregate.first.get_or_insert(message);
+        if aggregate.first_errno == 0 {
+            aggregate.first_errno = errno;
+        }
+    }
+    let report = report_of(
+        &Direction::sum(clones.iter().map(|c| &c.read)),
+        &Direction::sum(clones.iter().map(|c| &c.write)),
+        aggregate,
+    );
+    let clone_reports = if numjobs == 1 {
+        Vec::new()
+    } else {
+        clones
+            .iter()
+            .zip(per_clone.drain(..))
+            .zip(0..)
+            .map(|((c, errors), k)| {
+                let mut r = report_of(&c.read, &c.write, errors);
+                r.clone = Some(k);
+                r
+            })
+            .collect()
+    };
     if let Some(e) = &report.error_message {
         eprintln!("{} {}: {e}", spec.mode.name(), spec.rw.name());
     }
@@ -631,7 +732,58 @@ pub(crate) fn run(
             target.path.display()
         );
     }
-    Ok((report, backend))
+    Ok(JobResult {
+        aggregate: report,
+        clones: clone_reports,
+        backend,
+    })
+}
+
+/// What a clone counted besides its I/Os (errors, cache hits), or a job's
+/// clones together.
+#[derive(Debug, Default)]
+struct Outcome {
+    count: u64,
+    first: Option<String>,
+    first_errno: i32,
+    cache_hit_bytes: Option<u64>,
+}
+
+impl Outcome {
+    fn of(s: &Shared) -> Outcome {
+        Outcome {
+            count: s.errors.load(Ordering::Relaxed),
+            first: s
+                .first_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            first_errno: s.first_errno.load(Ordering::Relaxed),
+            cache_hit_bytes: s
+                .cache_measured
+                .load(Ordering::Relaxed)
+                .then(|| s.cache_hits.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Counts and hits added; the first error of the first clone that had
+    /// one.
+    fn sum(parts: &[Outcome]) -> Outcome {
+        let mut all = Outcome::default();
+        for p in parts {
+            all.count += p.count;
+            if all.first.is_none() {
+                all.first.clone_from(&p.first);
+            }
+            if all.first_errno == 0 {
+                all.first_errno = p.first_errno;
+            }
+            if let Some(hit) = p.cache_hit_bytes {
+                *all.cache_hit_bytes.get_or_insert(0) += hit;
+            }
+        }
+        all
+    }
 }
 
 fn sample(sampler: Option<&Sampler>, start: Instant, bytes: u64) -> Sample {

@@ -15,7 +15,8 @@
 //!    target. Before each job the target's page cache is invalidated (fsync
 //!    and `POSIX_FADV_DONTNEED`, fio's `invalidate=1`); each job has its own
 //!    completer and engine, so its deferral counters are its own.
-//! 4. A job ([`job`]) keeps `--iodepth` bios in flight in a closed loop:
+//! 4. A job ([`job`]) runs `--numjobs` clones of the workload at once, each
+//!    keeping `--iodepth` bios in flight in a closed loop:
 //!    each completion handler, run in task context by the completer,
 //!    records the latency, checks a read against the verify pattern, and
 //!    submits the next I/O. The main thread samples the target's page-cache
@@ -26,7 +27,9 @@
 //!    time includes it.
 //! 5. The report ([`report`]): a table per access pattern with a column per
 //!    mode, `--json` (one object per job: endio's fields, [`JobReport`],
-//!    plus fio's `jobs[].read|write` keys), and `--plot` ([`plot`]).
+//!    plus fio's `jobs[].read|write` keys; with `--numjobs` above 1 the
+//!    job's object is the aggregate of its clones, followed by one object
+//!    per clone), and `--plot` ([`plot`]).
 //!
 //! fio's spellings of these options are understood or answered with what
 //! endio does instead ([`fio`]).
@@ -189,9 +192,19 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_parser = parse_size_arg, value_name = "SIZE")]
     bs: Option<u64>,
 
-    /// I/Os kept in flight.
+    /// I/Os kept in flight (by each clone, with --numjobs).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     iodepth: u32,
+
+    /// Clones of each job run at the same time on the target, as fio's
+    /// numjobs: each keeps its own --iodepth I/Os in flight, has its own
+    /// random sequence (--seed plus its index) and does --size bytes (or
+    /// runs until --runtime). The table shows their aggregate (throughput
+    /// summed, latencies merged); in the JSON each job's entry is that
+    /// aggregate, followed by one entry per clone with "clone": K (from
+    /// 0) and the job's CPU, cache and deferral figures.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64), value_name = "N")]
+    numjobs: u32,
 
     /// buffered, dontcache or direct; repeat or give a comma list to run
     /// several one after another on the same target (default: all three).
@@ -270,6 +283,10 @@ pub(crate) struct BenchArgs {
 /// its I/Os and fsyncs (seconds on a slow disk). The outer process of
 /// `--memcg` waits longer than its job process.
 const GRACE: Duration = Duration::from_secs(10);
+
+/// The most I/Os in flight an engine takes (its queue depth): a job's
+/// clones together.
+const ENGINE_DEPTH_MAX: u64 = 4096;
 
 /// The jobs of a run, in order.
 fn job_list(modes: &[Mode], rws: &[Rw]) -> Vec<(Mode, Rw)> {
@@ -395,6 +412,15 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
             bs.div_ceil(512) * 512
         );
     }
+    if u64::from(args.iodepth) * u64::from(args.numjobs) > ENGINE_DEPTH_MAX {
+        bail!(
+            "--iodepth {} with --numjobs {}: {} I/Os in flight, more than one engine keeps ({ENGINE_DEPTH_MAX}); give at most --iodepth {}",
+            args.iodepth,
+            args.numjobs,
+            u64::from(args.iodepth) * u64::from(args.numjobs),
+            ENGINE_DEPTH_MAX / u64::from(args.numjobs)
+        );
+    }
     if let Some(size) = args.size
         && size < bs_max
     {
@@ -498,9 +524,14 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
             seed,
             dontcache_emulated: args.dontcache_emulated,
             rwmixread: args.rwmixread,
+            numjobs: args.numjobs,
         };
         match job::run(&target, &spec, sampler.as_ref(), verifier(), progress) {
-            Ok((mut report, backend)) => {
+            Ok(job::JobResult {
+                aggregate: mut report,
+                clones,
+                backend,
+            }) => {
                 backend_used.get_or_insert(backend);
                 if args.verify && rw.writes() && !report.failed() && !interrupt::interrupted() {
                     match job::verify_pass(&target, &spec, verifier()) {
@@ -519,6 +550,7 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
                     }
                 }
                 reports.push(report);
+                reports.extend(clones);
             }
             Err(e) => {
                 failure = Some(e.context(format!("{} {} job", mode.name(), rw.name())));
@@ -571,15 +603,14 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
         );
     }
     let failed: Vec<&str> = run
-        .jobs
-        .iter()
+        .aggregates()
         .filter(|j| j.failed())
         .map(|j| j.jobname.as_str())
         .collect();
     if !failed.is_empty() {
-        let io_errors: u64 = run.jobs.iter().map(|j| j.errors).sum();
-        let wb_errors: u64 = run.jobs.iter().map(|j| j.writeback_errors).sum();
-        let verify_errors: u64 = run.jobs.iter().map(|j| j.verify.errors).sum();
+        let io_errors: u64 = run.aggregates().map(|j| j.errors).sum();
+        let wb_errors: u64 = run.aggregates().map(|j| j.writeback_errors).sum();
+        let verify_errors: u64 = run.aggregates().map(|j| j.verify.errors).sum();
         bail!(
             "{} failed: {io_errors} I/O errors, {wb_errors} write-back errors, {verify_errors} verify errors (see the table and the messages above); data those jobs wrote may not be on {}",
             failed.join(", "),

@@ -73,7 +73,7 @@ fn to_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
 /// Writes the plot of `run` to `path` (SVG).
 pub(crate) fn write_svg(path: &Path, run: &RunReport) -> anyhow::Result<()> {
     let mut patterns: Vec<Rw> = Vec::new();
-    for j in &run.jobs {
+    for j in run.aggregates() {
         if !patterns.contains(&j.rw) {
             patterns.push(j.rw);
         }
@@ -94,7 +94,7 @@ pub(crate) fn write_svg(path: &Path, run: &RunReport) -> anyhow::Result<()> {
     let root = root.titled(&title, ("sans-serif", 18)).map_err(to_err)?;
     let areas = root.split_evenly((2, cols));
     for (c, &rw) in patterns.iter().enumerate() {
-        let jobs: Vec<&JobReport> = run.jobs.iter().filter(|j| j.rw == rw).collect();
+        let jobs: Vec<&JobReport> = run.aggregates().filter(|j| j.rw == rw).collect();
         let t_max = jobs.iter().map(|j| j.seconds).fold(0.1_f64, f64::max) * 1.02;
         let series: Vec<Vec<(f64, f64)>> = jobs.iter().map(|j| throughput(j)).collect();
         let y_max = series.iter().flatten().map(|p| p.1).fold(1.0_f64, f64::max) * HEADROOM;

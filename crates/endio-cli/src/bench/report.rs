@@ -132,6 +132,10 @@ pub(crate) struct FioDir {
 pub(crate) struct JobReport {
     /// `MODE-RW`, fio's job name.
     pub(crate) jobname: String,
+    /// With `--numjobs` above 1, which clone of the job this entry is
+    /// (from 0); absent from the job's own entry, the aggregate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) clone: Option<u32>,
     pub(crate) mode: Mode,
     pub(crate) rw: Rw,
     pub(crate) bs: u64,
@@ -331,6 +335,7 @@ pub(crate) fn job_report(i: JobInputs<'_>) -> JobReport {
     let error = job_errno(&i);
     JobReport {
         jobname: format!("{}-{}", i.spec.mode.name(), i.spec.rw.name()),
+        clone: None,
         mode: i.spec.mode,
         rw: i.spec.rw,
         bs: i.spec.bs,
@@ -408,12 +413,19 @@ pub(crate) struct TargetReport {
 pub(crate) struct GlobalOptions {
     pub(crate) size: u64,
     pub(crate) iodepth: u32,
+    /// Clones per job (shown when above 1).
+    #[serde(skip_serializing_if = "is_one")]
+    pub(crate) numjobs: u32,
     pub(crate) runtime_s: Option<f64>,
     pub(crate) time_based: bool,
     pub(crate) verify: bool,
     pub(crate) seed: u64,
     pub(crate) end_fsync: bool,
     pub(crate) invalidate: bool,
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// The whole run: what `--json` writes.
@@ -430,11 +442,19 @@ pub(crate) struct RunReport {
     /// The memory cgroup of `--memcg`.
     pub(crate) memcg: Option<MemcgReport>,
     pub(crate) notes: Vec<String>,
-    /// One object per job, in the order they ran.
+    /// One object per job, in the order they ran; with `--numjobs` above
+    /// 1 each job's object (the aggregate of its clones) is followed by
+    /// one per clone.
     pub(crate) jobs: Vec<JobReport>,
 }
 
 impl RunReport {
+    /// The jobs' own entries (the aggregates of their clones), without the
+    /// clones: what the table and the plot show.
+    pub(crate) fn aggregates(&self) -> impl Iterator<Item = &JobReport> {
+        self.jobs.iter().filter(|j| j.clone.is_none())
+    }
+
     /// Assembles the run's report.
     pub(crate) fn new(
         target: &Target,
@@ -460,6 +480,7 @@ impl RunReport {
             global_options: GlobalOptions {
                 size: target.size,
                 iodepth: args.iodepth,
+                numjobs: args.numjobs,
                 runtime_s: args.runtime.map(|d| d.as_secs_f64()),
                 time_based: args.time_based,
                 verify: args.verify,
@@ -529,13 +550,17 @@ pub(crate) fn print_table(out: &mut dyn Write, run: &RunReport) -> io::Result<()
     let t = &run.target;
     writeln!(
         out,
-        "endio bench: {}: {}; {} used, iodepth {}, backend {}{}{}",
+        "endio bench: {}: {}; {} used, iodepth {}{}, backend {}{}{}",
         t.path.display(),
         t.description,
         fmt_bytes(t.size_bytes),
         run.global_options.iodepth,
+        match run.global_options.numjobs {
+            1 => String::new(),
+            n => format!(", numjobs {n} (each job: the sum of its clones)"),
+        },
         run.backend.as_deref().unwrap_or("?"),
-        if run.global_options.end_fsync && run.jobs.iter().any(|j| j.rw.writes()) {
+        if run.global_options.end_fsync && run.aggregates().any(|j| j.rw.writes()) {
             ", writes timed to the end of their fsync"
         } else {
             ""
@@ -562,7 +587,7 @@ pub(crate) fn print_table(out: &mut dyn Write, run: &RunReport) -> io::Result<()
         )?;
     }
     let mut patterns: Vec<Rw> = Vec::new();
-    for j in &run.jobs {
+    for j in run.aggregates() {
         if !patterns.contains(&j.rw) {
             patterns.push(j.rw);
         }
@@ -570,7 +595,7 @@ pub(crate) fn print_table(out: &mut dyn Write, run: &RunReport) -> io::Result<()
     const LABEL: usize = 22;
     const CELL: usize = 12;
     for rw in patterns {
-        let jobs: Vec<&JobReport> = run.jobs.iter().filter(|j| j.rw == rw).collect();
+        let jobs: Vec<&JobReport> = run.aggregates().filter(|j| j.rw == rw).collect();
         writeln!(out)?;
         let title = match jobs[0].rwmixread {
             Some(mix) => rw.title().replace("50/50", &format!("{mix}/{}", 100 - mix)),
@@ -647,7 +672,7 @@ pub(crate) fn print_table(out: &mut dyn Write, run: &RunReport) -> io::Result<()
             row("error (errno)", &|j| j.error.to_string())?;
         }
     }
-    if run.jobs.iter().any(|j| j.rw.reads()) {
+    if run.aggregates().any(|j| j.rw.reads()) {
         writeln!(out)?;
         writeln!(
             out,
