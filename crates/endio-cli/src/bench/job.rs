@@ -35,116 +35,23 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use endio::{
-    Backend, Bio, BioFlags, Completer, Device, EndedBio, Engine, EngineError, Op, OpenError,
-    OpenOptions, SubmitError, SubmitErrorKind, Verifier, VerifyStats,
+    Backend, Bio, BioFlags, Completer, Device, EndedBio, Engine, Op, OpenOptions, Verifier,
+    VerifyStats,
 };
-use hdrhistogram::Histogram;
 
+use super::cli_terms::{
+    engine_error_in_cli_terms, open_error_in_cli_terms, submit_error_in_cli_terms,
+};
 use super::report::{self, JobReport, Sample};
+use super::spec::{Direction, JobSpec};
 use super::target::{Kind, Sampler, Target};
 use super::{Mode, Rw, dontcache, interrupt};
 
 /// The residency sampling period.
 const TICK: Duration = Duration::from_millis(100);
 
-/// The longest latency recorded exactly (longer ones count as this).
-const LATENCY_NS_MAX: u64 = 60_000_000_000;
-
 /// How long the end of a job may take (completer idle, fsync, drain).
 const END_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// What a job does.
-#[derive(Debug, Clone)]
-pub(crate) struct JobSpec {
-    pub(crate) mode: Mode,
-    pub(crate) rw: Rw,
-    pub(crate) bs: u64,
-    pub(crate) iodepth: u32,
-    pub(crate) runtime: Option<Duration>,
-    pub(crate) time_based: bool,
-    pub(crate) backend: Option<Backend>,
-    pub(crate) end_fsync: bool,
-    pub(crate) seed: u64,
-    pub(crate) dontcache_emulated: bool,
-    /// Percent of a mixed pattern's I/Os that read.
-    pub(crate) rwmixread: u32,
-    /// Clones of the workload run at the same time (fio's numjobs).
-    pub(crate) numjobs: u32,
-}
-
-/// Latencies of one direction, one histogram per CPU so that the handlers
-/// of different CPUs do not contend.
-#[derive(Debug)]
-pub(crate) struct Latencies {
-    stripes: Box<[Mutex<Histogram<u64>>]>,
-}
-
-impl Latencies {
-    fn new() -> Latencies {
-        let n = std::thread::available_parallelism()
-            .map_or(4, |n| n.get())
-            .min(64);
-        let hist = Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).expect("valid bounds");
-        Latencies {
-            stripes: (0..n).map(|_| Mutex::new(hist.clone())).collect(),
-        }
-    }
-
-    fn record(&self, ns: u64) {
-        let i = endio::testing::current_cpu() % self.stripes.len();
-        self.stripes[i]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .saturating_record(ns.max(1));
-    }
-
-    /// All stripes in one histogram.
-    pub(crate) fn merged(&self) -> Histogram<u64> {
-        let mut all = Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).expect("valid bounds");
-        for s in self.stripes.iter() {
-            let h = s.lock().unwrap_or_else(|p| p.into_inner());
-            all.add(&*h).expect("same bounds");
-        }
-        all
-    }
-}
-
-/// Counters of one direction.
-#[derive(Debug)]
-pub(crate) struct Direction {
-    pub(crate) ios: AtomicU64,
-    pub(crate) bytes: AtomicU64,
-    pub(crate) lat: Latencies,
-}
-
-impl Direction {
-    fn new() -> Direction {
-        Direction {
-            ios: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-            lat: Latencies::new(),
-        }
-    }
-
-    /// The sum of `parts`: counters added, latency histograms merged (the
-    /// aggregate of a job's clones).
-    fn sum<'a>(parts: impl Iterator<Item = &'a Direction>) -> Direction {
-        let mut lat = Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).expect("valid bounds");
-        let (mut ios, mut bytes) = (0, 0);
-        for d in parts {
-            ios += d.ios.load(Ordering::Relaxed);
-            bytes += d.bytes.load(Ordering::Relaxed);
-            lat.add(d.lat.merged()).expect("same bounds");
-        }
-        Direction {
-            ios: AtomicU64::new(ios),
-            bytes: AtomicU64::new(bytes),
-            lat: Latencies {
-                stripes: Box::new([Mutex::new(lat)]),
-            },
-        }
-    }
-}
 
 /// State shared by the chains of a job and its main thread.
 struct Shared {
@@ -405,87 +312,6 @@ fn open(
         );
     }
     Ok(dev)
-}
-
-/// A refused open in the terms of the command line: the library's messages
-/// name its API (`OpenOptions::direct(true)`), a user of `endio bench`
-/// needs the option to change.
-pub(super) fn open_error_in_cli_terms(e: OpenError) -> anyhow::Error {
-    let message = match &e {
-        OpenError::DirectUnsupported { path } => format!(
-            "--target {}: its filesystem does not support direct I/O (O_DIRECT); leave direct out of --mode (e.g. --mode buffered,dontcache) or put --target on a disk filesystem such as ext4 or xfs",
-            path.display()
-        ),
-        OpenError::PermissionDenied { path, access } => format!(
-            "--target {}: permission denied for {access}; run as a user who may write it (root, or the `disk` group for block devices), or give another --target",
-            path.display()
-        ),
-        OpenError::ReadOnly { path } => format!(
-            "--target {}: it is read-only (a read-only mount or block device), and the layout or a --rw with writes needs to write it; give a writable --target",
-            path.display()
-        ),
-        OpenError::NotFound { path } => format!(
-            "--target {}: no such file or directory; check the path",
-            path.display()
-        ),
-        OpenError::IsDirectory { path } => format!(
-            "--target {} is a directory; give a file (it is created if missing) or a block device",
-            path.display()
-        ),
-        OpenError::Unsupported { path, what } => format!(
-            "--target {} is a {what}; give a regular file or a block device",
-            path.display()
-        ),
-        OpenError::Io { path, source } => format!(
-            "cannot open {}: {}",
-            path.display(),
-            super::target::describe_os_error(source)
-        ),
-        // The source, if any, is in the message already.
-        _ => e.to_string(),
-    };
-    anyhow::anyhow!(message)
-}
-
-/// An engine that cannot start, in the terms of the command line (see
-/// [`open_error_in_cli_terms`]).
-pub(super) fn engine_error_in_cli_terms(e: EngineError) -> anyhow::Error {
-    match e {
-        EngineError::Uring { source } => anyhow::anyhow!(
-            "--backend uring: {}; use --backend threads (or ENDIO_BACKEND=threads) to run without io_uring",
-            source
-                .to_string()
-                .replace("EngineBuilder::queue_depth", "--iodepth")
-        ),
-        e => anyhow::anyhow!("cannot start the I/O engine: {e}"),
-    }
-}
-
-/// A refused submit in the terms of the command line (see
-/// [`open_error_in_cli_terms`]).
-pub(super) fn submit_error_in_cli_terms(e: SubmitError, dev: &Device) -> anyhow::Error {
-    let kind = e.kind();
-    let bio = e.into_bio();
-    let (offset, len) = (bio.offset(), bio.buf().len() as u64);
-    let path = dev.path().display();
-    let lbs = u64::from(dev.logical_block_size());
-    match kind {
-        SubmitErrorKind::UnalignedOffset | SubmitErrorKind::UnalignedLength => anyhow::anyhow!(
-            "direct I/O on {path} moves whole logical blocks of {lbs} bytes, and an I/O of {len} bytes at offset {offset} is not made of them; use a --bs that is a multiple of {lbs}, or --mode buffered or dontcache"
-        ),
-        SubmitErrorKind::TooLarge => anyhow::anyhow!(
-            "an I/O of {len} bytes on {path} is larger than one I/O can be ({} bytes); give a smaller --bs",
-            endio::MAX_IO_BYTES
-        ),
-        SubmitErrorKind::PastEnd => anyhow::anyhow!(
-            "an I/O of {len} bytes at offset {offset} on {path} ends past its end ({} bytes); give at most --size {}",
-            dev.size(),
-            dev.size()
-        ),
-        _ => anyhow::anyhow!(
-            "endio refused an I/O of {len} bytes at offset {offset} on {path} ({kind:?}); try a smaller --iodepth or another --backend"
-        ),
-    }
 }
 
 fn build_engine(spec: &JobSpec, depth: u32) -> anyhow::Result<(Completer, Engine)> {

@@ -34,6 +34,7 @@
 //! fio's spellings of these options are understood or answered with what
 //! endio does instead ([`fio`]).
 
+mod cli_terms;
 mod dontcache;
 mod fio;
 mod job;
@@ -42,6 +43,7 @@ mod loopdev;
 mod memcg;
 mod plot;
 mod report;
+mod spec;
 mod supervise;
 mod target;
 pub(crate) mod units;
@@ -58,9 +60,9 @@ use serde::Serialize;
 
 use crate::interrupt;
 pub(crate) use fio::translate as fio_spellings;
-use job::JobSpec;
 use memcg::Cgroup;
 use report::{JobReport, RunReport};
+use spec::JobSpec;
 use target::Target;
 
 /// How a job reaches the device.

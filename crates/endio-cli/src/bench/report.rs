@@ -13,8 +13,8 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::dontcache::DontcacheReport;
-use super::job::{Direction, JobSpec};
 use super::memcg::MemcgReport;
+use super::spec::{Direction, JobSpec};
 use super::target::{Kind, Target};
 use super::units::{fmt_bytes, mib};
 use super::{BenchArgs, Mode, Rw};

@@ -14,6 +14,7 @@ use endio::Residency;
 use endio::{Backend, Bio, Completer, Engine, OpenError, OpenOptions, Verifier};
 use serde::Serialize;
 
+use super::cli_terms::describe_os_error;
 use super::interrupt::{self, Registration, Undo};
 use super::loopdev::LoopDev;
 use super::units::fmt_bytes;
@@ -358,7 +359,7 @@ impl Target {
         }
         let engine = builder
             .build()
-            .map_err(super::job::engine_error_in_cli_terms)?;
+            .map_err(super::cli_terms::engine_error_in_cli_terms)?;
         let open = |direct: bool| {
             let mut o = OpenOptions::new().write(true).direct(direct);
             // The null backend's device needs its size; a file grows with
@@ -378,12 +379,12 @@ impl Target {
                     .map(|chunk| (dev, chunk))
             }
             Err(OpenError::DirectUnsupported { .. }) => None,
-            Err(e) => return Err(super::job::open_error_in_cli_terms(e)),
+            Err(e) => return Err(super::cli_terms::open_error_in_cli_terms(e)),
         };
         let (dev, chunk) = match direct {
             Some(d) => d,
             None => {
-                let dev = open(false).map_err(super::job::open_error_in_cli_terms)?;
+                let dev = open(false).map_err(super::cli_terms::open_error_in_cli_terms)?;
                 let chunk =
                     layout_chunk(verify_block, 1).context("the verify block is too large")?;
                 (dev, chunk)
@@ -419,7 +420,7 @@ impl Target {
                     *first = Some((offset, failure));
                 }
             }))
-            .map_err(|e| super::job::submit_error_in_cli_terms(e, &dev))?;
+            .map_err(|e| super::cli_terms::submit_error_in_cli_terms(e, &dev))?;
             offset += len;
         }
         dev.drain();
@@ -439,7 +440,7 @@ impl Target {
         dev.submit(Bio::flush(move |done| {
             let _ = tx.send(done.result().map(|_| ()));
         }))
-        .map_err(|e| super::job::submit_error_in_cli_terms(e, &dev))?;
+        .map_err(|e| super::cli_terms::submit_error_in_cli_terms(e, &dev))?;
         rx.recv_timeout(Duration::from_secs(600))
             .context("fsync after the layout did not finish")?
             .map_err(|e| {
@@ -475,32 +476,6 @@ fn layout_chunk(verify_block: u64, align: u64) -> Option<u64> {
     let unit = verify_block / a * align;
     let chunk = (CHUNK / unit).max(1) * unit;
     (chunk <= endio::MAX_IO_BYTES).then_some(chunk)
-}
-
-/// An OS error with its errno name, e.g. `No space left on device (ENOSPC,
-/// errno 28)`.
-pub(crate) fn describe_os_error(e: &std::io::Error) -> String {
-    use rustix::io::Errno;
-    let Some(code) = e.raw_os_error() else {
-        return e.to_string();
-    };
-    let names = [
-        (Errno::NOSPC, "ENOSPC"),
-        (Errno::DQUOT, "EDQUOT"),
-        (Errno::IO, "EIO"),
-        (Errno::FBIG, "EFBIG"),
-        (Errno::ROFS, "EROFS"),
-        (Errno::ACCESS, "EACCES"),
-        (Errno::PERM, "EPERM"),
-        (Errno::INVAL, "EINVAL"),
-        (Errno::NXIO, "ENXIO"),
-    ];
-    let text = e.to_string();
-    let text = text.split(" (os error").next().unwrap_or(&text);
-    match names.iter().find(|(errno, _)| errno.raw_os_error() == code) {
-        Some((_, name)) => format!("{text} ({name}, errno {code})"),
-        None => format!("{text} (errno {code})"),
-    }
 }
 
 /// Refuses to lay out `needed` bytes in `dir` if its filesystem has less
