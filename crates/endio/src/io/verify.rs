@@ -198,8 +198,18 @@ fn check_block_size(len: usize) {
     );
 }
 
-/// Fills and checks buffers of whole blocks, counting what it checked and
-/// keeping the first few errors. Shared by the handlers of a job (`Sync`).
+/// A checksummed data pattern for checking a storage path end to end, as
+/// fio's `verify=crc32c` (what `endio bench --verify` uses): fill every write
+/// buffer with [`fill`](Self::fill), check every read buffer with
+/// [`check`](Self::check). Each block of the verifier's block size carries a
+/// header (a magic, the crc32c of the whole block, its offset, its number,
+/// the run's seed) and a pseudo-random payload of the seed and offset, so a
+/// changed byte, a block written at the wrong offset and a stale block from
+/// another run are each told apart ([`VerifyProblem`]). It counts what it
+/// checked and keeps the first few errors; the handlers of a job share it
+/// (`Sync`).
+///
+/// [`VerifyProblem`]: crate::VerifyProblem
 #[derive(Debug)]
 pub struct Verifier {
     block_size: usize,
