@@ -272,7 +272,11 @@ fn signal_runs(test: &str, args: &[&str], window_ms: u64) -> usize {
                     assert_eq!(code, 128 + signal, "{what}: exit status\n{stderr}");
                     stopped += 1;
                 }
-                None => panic!("{what}: killed by the signal, no cleanup ({status})\n{stderr}"),
+                // A signal in the first milliseconds, before endio has
+                // installed its handler (and made anything), ends the
+                // process by the default action: allowed, if it left
+                // nothing (checked below), and not counted as stopped.
+                None => eprintln!("{what}: ended by the signal before its handler was installed"),
             }
             // The loop device of a job process is cleared by the kernel
             // after the last close; give it a moment.
