@@ -3,7 +3,8 @@
 //! free space fail, with the loop device's direct I/O on, flushes succeed),
 //! in every mode and backend, sequential and random, 4 KiB and 1 MiB, with
 //! and without the loop device's direct I/O, several trials each. The
-//! oracle: an O_DIRECT read-back of the range after each trial. No trial may
+//! oracle: the range read back from the loop device's medium (its backing
+//! file) after each trial. No trial may
 //! exit 0 for data that is not on the device. Root; skipped otherwise.
 
 mod common;
