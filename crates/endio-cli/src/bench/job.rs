@@ -28,7 +28,7 @@
 //!    merges their histograms; each clone's report has its own counters
 //!    and the job's CPU, cache, deferral and fsync figures.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -82,6 +82,66 @@ struct Shared {
     first_errno: AtomicI32,
     active: AtomicU32,
     ended: Mutex<Option<mpsc::Sender<()>>>,
+}
+
+/// What one set of chains does: the part of [`Shared`] that is not a
+/// counter.
+struct Workload {
+    rw: Rw,
+    bs: u64,
+    blocks: u64,
+    total_ios: u64,
+    deadline: Option<Instant>,
+    seed: u64,
+    rwmixread: u32,
+}
+
+impl Shared {
+    /// The state of `chains` chains doing `work` on `dev`, every counter at
+    /// zero; the last chain to end sends on `ended`.
+    fn new(
+        dev: &Device,
+        path: &Path,
+        work: Workload,
+        verifier: Option<Arc<Verifier>>,
+        chains: u32,
+        ended: mpsc::Sender<()>,
+    ) -> Shared {
+        let Workload {
+            rw,
+            bs,
+            blocks,
+            total_ios,
+            deadline,
+            seed,
+            rwmixread,
+        } = work;
+        Shared {
+            dev: dev.clone(),
+            path: path.to_path_buf(),
+            rw,
+            bs,
+            blocks,
+            total_ios,
+            deadline,
+            flags: BioFlags::COMPLETE_IN_TASK,
+            seed,
+            verifier,
+            issued: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            read: Direction::new(),
+            write: Direction::new(),
+            done_bytes: AtomicU64::new(0),
+            rwmixread,
+            cache_hits: AtomicU64::new(0),
+            cache_measured: AtomicBool::new(false),
+            errors: AtomicU64::new(0),
+            first_error: Mutex::new(None),
+            first_errno: AtomicI32::new(0),
+            active: AtomicU32::new(chains),
+            ended: Mutex::new(Some(ended)),
+        }
+    }
 }
 
 /// xorshift64*: the chains' random numbers.
@@ -364,31 +424,22 @@ pub(crate) fn run(
     let chains = u64::from(spec.iodepth).min(blocks) as u32;
     let clones: Vec<Arc<Shared>> = (0..numjobs)
         .map(|k| {
-            Arc::new(Shared {
-                dev: dev.clone(),
-                path: target.path.clone(),
-                rw: spec.rw,
-                bs: spec.bs,
-                blocks,
-                total_ios: if spec.time_based { u64::MAX } else { blocks },
-                deadline: spec.runtime.map(|r| start + r),
-                flags: BioFlags::COMPLETE_IN_TASK,
-                seed: clone_seed(spec.seed, k),
-                verifier: verifier.clone(),
-                issued: AtomicU64::new(0),
-                stop: AtomicBool::new(false),
-                read: Direction::new(),
-                write: Direction::new(),
-                done_bytes: AtomicU64::new(0),
-                rwmixread: spec.rwmixread,
-                cache_hits: AtomicU64::new(0),
-                cache_measured: AtomicBool::new(false),
-                errors: AtomicU64::new(0),
-                first_error: Mutex::new(None),
-                first_errno: AtomicI32::new(0),
-                active: AtomicU32::new(chains),
-                ended: Mutex::new(Some(tx.clone())),
-            })
+            Arc::new(Shared::new(
+                &dev,
+                &target.path,
+                Workload {
+                    rw: spec.rw,
+                    bs: spec.bs,
+                    blocks,
+                    total_ios: if spec.time_based { u64::MAX } else { blocks },
+                    deadline: spec.runtime.map(|r| start + r),
+                    seed: clone_seed(spec.seed, k),
+                    rwmixread: spec.rwmixread,
+                },
+                verifier.clone(),
+                chains,
+                tx.clone(),
+            ))
         })
         .collect();
     // Each clone holds a sender: the channel disconnects once every clone
@@ -654,31 +705,22 @@ pub(crate) fn verify_pass(
     let blocks = target.size / spec.bs;
     let (tx, rx) = mpsc::channel();
     let chains = u64::from(spec.iodepth).min(blocks) as u32;
-    let shared = Arc::new(Shared {
-        dev: dev.clone(),
-        path: target.path.clone(),
-        rw: Rw::Read,
-        bs: spec.bs,
-        blocks,
-        total_ios: blocks,
-        deadline: None,
-        flags: BioFlags::COMPLETE_IN_TASK,
-        seed: spec.seed,
-        verifier: Some(Arc::clone(&verifier)),
-        issued: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
-        read: Direction::new(),
-        write: Direction::new(),
-        done_bytes: AtomicU64::new(0),
-        rwmixread: spec.rwmixread,
-        cache_hits: AtomicU64::new(0),
-        cache_measured: AtomicBool::new(false),
-        errors: AtomicU64::new(0),
-        first_error: Mutex::new(None),
-        first_errno: AtomicI32::new(0),
-        active: AtomicU32::new(chains),
-        ended: Mutex::new(Some(tx)),
-    });
+    let shared = Arc::new(Shared::new(
+        &dev,
+        &target.path,
+        Workload {
+            rw: Rw::Read,
+            bs: spec.bs,
+            blocks,
+            total_ios: blocks,
+            deadline: None,
+            seed: spec.seed,
+            rwmixread: spec.rwmixread,
+        },
+        Some(Arc::clone(&verifier)),
+        chains,
+        tx,
+    ));
     for i in 0..chains {
         submit_next(&shared, None, u64::from(i) + 1);
     }
