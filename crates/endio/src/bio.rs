@@ -554,6 +554,8 @@ mod node_cache {
     const CAPACITY: usize = 64;
 
     std::thread_local! {
+        // The boxes are the point: each is a node allocation kept for reuse.
+        #[allow(clippy::vec_box)]
         static FREE: RefCell<Vec<Box<MaybeUninit<Node>>>> = const { RefCell::new(Vec::new()) };
     }
 

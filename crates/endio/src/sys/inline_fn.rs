@@ -44,8 +44,11 @@ pub(crate) struct InlineFnOnce<A> {
     drop: unsafe fn(*mut Storage),
     /// `Send` (every closure stored is), not `Sync` (as `Box<dyn FnOnce +
     /// Send>`); and the argument type, which is only ever passed in.
-    _marker: PhantomData<(fn(A), Cell<()>)>,
+    _marker: Marker<A>,
 }
+
+/// See [`InlineFnOnce`]'s field.
+type Marker<A> = PhantomData<(fn(A), Cell<()>)>;
 
 /// Whether a value of type `F` is kept in place.
 pub(crate) const fn fits<F>() -> bool {
@@ -88,8 +91,8 @@ impl<A> InlineFnOnce<A> {
         if fits::<F>() {
             InlineFnOnce::in_place(f)
         } else {
-            let boxed = Box::new(f);
-            InlineFnOnce::in_place(move |arg| boxed(arg))
+            // A `Box<F>` is itself a one-word `FnOnce(A)`.
+            InlineFnOnce::in_place(Box::new(f))
         }
     }
 
