@@ -7,6 +7,8 @@
 //!
 //! The completer is built without its hotplug watcher, whose periodic read
 //! of the sysfs CPU lists allocates (a few times per poll, not per I/O).
+//! Not built for the model checkers (they compile the library alone).
+#![cfg(not(any(loom, shuttle)))]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
