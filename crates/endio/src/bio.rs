@@ -42,8 +42,11 @@
 
 use std::fmt;
 use std::io;
+use std::mem::ManuallyDrop;
+use std::ops::{Deref, DerefMut};
 
 use crate::sync::AtomicPtr;
+use crate::sys::inline_fn::InlineFnOnce;
 
 bitflags::bitflags! {
     /// Flags of a [`Bio`], as the kernel's `bi_flags`.
@@ -93,11 +96,13 @@ pub enum Op {
 /// [`Node::cached`] when nothing was measured.
 const NOT_MEASURED: u64 = u64::MAX;
 
-/// A handler: runs once, with the ended bio.
-pub(crate) type Handler = Box<dyn FnOnce(EndedBio) + Send + 'static>;
+/// A handler: runs once, with the ended bio. Kept inside the node: a
+/// closure of up to six words is stored without an allocation of its own.
+pub(crate) type Handler = InlineFnOnce<EndedBio>;
 
 /// The heap node behind [`Bio`] and [`EndedBio`]. `next` links it into a
-/// per-CPU batch without any allocation beyond the bio itself.
+/// per-CPU batch without any allocation beyond the bio itself, and the
+/// allocation itself is recycled through the thread's node cache.
 pub(crate) struct Node {
     /// Intrusive link, owned by whichever batch list holds the node.
     pub(crate) next: AtomicPtr<Node>,
@@ -132,7 +137,7 @@ impl Node {
 /// [`Bio::new`]; completed by [`Completer::endio`](crate::Completer::endio),
 /// which runs the handler inline or defers it to task context.
 pub struct Bio {
-    pub(crate) node: Box<Node>,
+    pub(crate) node: NodeBox,
 }
 
 /// A bio whose handler is running: what the handler receives.
@@ -142,7 +147,7 @@ pub struct Bio {
 /// move the rest of the completion work to task context, pass it to
 /// [`Completer::complete_in_task`](crate::Completer::complete_in_task).
 pub struct EndedBio {
-    node: Box<Node>,
+    node: NodeBox,
 }
 
 impl Bio {
@@ -154,7 +159,7 @@ impl Bio {
     {
         let len = buf.len() as u64;
         Bio {
-            node: Box::new(Node {
+            node: NodeBox::new(Node {
                 next: AtomicPtr::new(std::ptr::null_mut()),
                 op,
                 offset,
@@ -164,7 +169,7 @@ impl Bio {
                 res: 0,
                 cached: NOT_MEASURED,
                 deferred: false,
-                handler: Some(Box::new(handler)),
+                handler: Some(InlineFnOnce::new(handler)),
             }),
         }
     }
@@ -296,7 +301,7 @@ impl Bio {
             .handler
             .take()
             .expect("every Bio carries its handler; only EndedBio has none");
-        handler(EndedBio { node: self.node });
+        handler.call(EndedBio { node: self.node });
     }
 
     /// The same bio with its handler replaced by `wrap(handler)`: what a
@@ -310,12 +315,12 @@ impl Bio {
             .handler
             .take()
             .expect("every Bio carries its handler; only EndedBio has none");
-        self.node.handler = Some(Box::new(wrap(handler)));
+        self.node.handler = Some(InlineFnOnce::new(wrap(handler)));
         self
     }
 
     pub(crate) fn into_raw(self) -> *mut Node {
-        Box::into_raw(self.node)
+        self.node.into_raw()
     }
 
     /// Rebuilds a bio from [`Bio::into_raw`].
@@ -326,7 +331,7 @@ impl Bio {
     pub(crate) unsafe fn from_raw(node: *mut Node) -> Bio {
         // SAFETY: by the contract, `node` is a leaked `Box<Node>` with a
         // handler that nobody else owns.
-        let node = unsafe { Box::from_raw(node) };
+        let node = unsafe { NodeBox::from_raw(node) };
         Bio { node }
     }
 }
@@ -404,8 +409,9 @@ impl EndedBio {
     }
 
     /// Takes the data buffer, ending the bio.
-    pub fn into_buf(self) -> Buf {
-        self.node.buf
+    pub fn into_buf(mut self) -> Buf {
+        // The node goes back to the cache; the buffer is the caller's.
+        std::mem::take(&mut self.node.buf)
     }
 
     /// Reuses this bio (its allocation and buffer) as a new request with a new
@@ -437,7 +443,7 @@ impl EndedBio {
     where
         F: FnOnce(EndedBio) + Send + 'static,
     {
-        self.node.handler = Some(Box::new(handler));
+        self.node.handler = Some(InlineFnOnce::new(handler));
         self.node.next = AtomicPtr::new(std::ptr::null_mut());
         Bio { node: self.node }
     }
@@ -468,6 +474,152 @@ fn debug_node(f: &mut fmt::Formatter<'_>, name: &str, node: &Node) -> fmt::Resul
         )
         .field("deferred", &node.deferred)
         .finish_non_exhaustive()
+}
+
+/// The owned node of a [`Bio`] or an [`EndedBio`]: a `Box<Node>` whose
+/// allocation goes back to the dropping thread's node cache (the
+/// `bio_alloc_cache` of the kernel) rather than to the allocator. The node's
+/// contents (handler, buffer) are dropped as usual; only the allocation is
+/// reused, by the next [`Bio::new`] on that thread.
+pub(crate) struct NodeBox {
+    node: ManuallyDrop<Box<Node>>,
+}
+
+impl NodeBox {
+    fn new(node: Node) -> NodeBox {
+        NodeBox {
+            node: ManuallyDrop::new(node_cache::alloc(node)),
+        }
+    }
+
+    fn into_raw(self) -> *mut Node {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped nor used again, so the box is
+        // taken out exactly once.
+        let node = unsafe { ManuallyDrop::take(&mut this.node) };
+        Box::into_raw(node)
+    }
+
+    /// # Safety
+    ///
+    /// `node` comes from [`NodeBox::into_raw`] and is not used again.
+    unsafe fn from_raw(node: *mut Node) -> NodeBox {
+        NodeBox {
+            // SAFETY: by the contract `node` is a leaked `Box<Node>`, owned
+            // by nobody else.
+            node: ManuallyDrop::new(unsafe { Box::from_raw(node) }),
+        }
+    }
+}
+
+impl Deref for NodeBox {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        &self.node
+    }
+}
+
+impl DerefMut for NodeBox {
+    fn deref_mut(&mut self) -> &mut Node {
+        &mut self.node
+    }
+}
+
+impl Drop for NodeBox {
+    fn drop(&mut self) {
+        // SAFETY: `drop` runs once and `self.node` is not used after it.
+        let node = unsafe { ManuallyDrop::take(&mut self.node) };
+        node_cache::free(node);
+    }
+}
+
+/// A bounded per-thread cache of node allocations.
+///
+/// A closed loop of I/O (a handler that makes its next bio, on the thread it
+/// runs on) frees and allocates nodes on the same thread, so a few cached
+/// allocations serve it without the allocator. A node freed on a thread
+/// whose cache is full, or during the thread's exit (the cache is gone or
+/// going), is freed normally: the cache is reached with `try_with` and
+/// `try_borrow_mut`, which never panic.
+#[cfg(not(any(loom, shuttle)))]
+mod node_cache {
+    use std::cell::RefCell;
+    use std::mem::MaybeUninit;
+    use std::ptr;
+
+    use super::Node;
+
+    /// Allocations kept per thread (the kernel's per-CPU bio cache keeps a
+    /// few hundred; a bio here is one node).
+    const CAPACITY: usize = 64;
+
+    std::thread_local! {
+        // The boxes are the point: each is a node allocation kept for reuse.
+        #[allow(clippy::vec_box)]
+        static FREE: RefCell<Vec<Box<MaybeUninit<Node>>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// `node`, moved into a cached allocation when there is one.
+    pub(super) fn alloc(node: Node) -> Box<Node> {
+        // A handler or drop running while the cache is borrowed cannot
+        // happen (the borrows below call no foreign code), but a failed
+        // borrow or a thread-local being torn down just means no reuse.
+        let slot = FREE
+            .try_with(|free| free.try_borrow_mut().ok().and_then(|mut f| f.pop()))
+            .ok()
+            .flatten();
+        match slot {
+            Some(slot) => Box::write(slot, node),
+            None => Box::new(node),
+        }
+    }
+
+    /// Drops `node`'s contents and keeps its allocation if there is room.
+    pub(super) fn free(node: Box<Node>) {
+        let raw = Box::into_raw(node);
+        // SAFETY: `raw` is the live node of a box we own; its contents are
+        // dropped here once (a handler never run, the buffer) and the
+        // allocation is only reused as uninitialized memory below. Should a
+        // drop panic, the allocation leaks and nothing is dropped twice.
+        unsafe { ptr::drop_in_place(raw) };
+        // SAFETY: `raw` was allocated as a `Box<Node>`, and `MaybeUninit<Node>`
+        // has the same layout; its contents were dropped just above, so the
+        // box holds nothing that needs dropping.
+        let slot = unsafe { Box::from_raw(raw.cast::<MaybeUninit<Node>>()) };
+        // Dropped (freed) with the closure when the cache is full, borrowed,
+        // or already destroyed at thread exit.
+        let _ = FREE.try_with(move |free| {
+            if let Ok(mut free) = free.try_borrow_mut()
+                && free.len() < CAPACITY
+            {
+                if free.capacity() == 0 {
+                    free.reserve_exact(CAPACITY);
+                }
+                free.push(slot);
+            }
+        });
+    }
+
+    /// Cached allocations of the calling thread.
+    #[cfg(test)]
+    pub(super) fn cached() -> usize {
+        FREE.try_with(|free| free.borrow().len()).unwrap_or(0)
+    }
+}
+
+/// Under the model checkers a node is a plain box: their threads and
+/// thread-locals are simulated, and reuse is not what they check.
+#[cfg(any(loom, shuttle))]
+mod node_cache {
+    use super::Node;
+
+    pub(super) fn alloc(node: Node) -> Box<Node> {
+        Box::new(node)
+    }
+
+    pub(super) fn free(node: Box<Node>) {
+        drop(node);
+    }
 }
 
 /// A data buffer whose start is aligned, as `O_DIRECT` needs.
@@ -591,6 +743,49 @@ mod tests {
         bio.retarget(Op::Write, 4096);
         assert_eq!((bio.op(), bio.offset(), bio.len()), (Op::Write, 4096, 4096));
         assert_eq!(Bio::flush(|_| {}).len(), 0);
+    }
+
+    #[test]
+    #[cfg(not(shuttle))]
+    fn a_dropped_bio_drops_its_handler_once_and_its_node_is_reused() {
+        std::thread::spawn(|| {
+            let captured = std::sync::Arc::new(());
+            let c = std::sync::Arc::clone(&captured);
+            let mut buf = Buf::zeroed(64, 8);
+            buf.fill(3);
+            let bio = Bio::write(0, buf, move |_| drop(c));
+            let addr = std::ptr::from_ref::<Node>(&bio.node).addr();
+            drop(bio);
+            assert_eq!(
+                std::sync::Arc::strong_count(&captured),
+                1,
+                "handler dropped"
+            );
+            assert_eq!(node_cache::cached(), 1);
+            let again = Bio::nop(|_| {});
+            assert_eq!(std::ptr::from_ref::<Node>(&again.node).addr(), addr);
+            assert_eq!(node_cache::cached(), 0);
+            assert!(
+                again
+                    .node
+                    .next
+                    .load(crate::sync::Ordering::Relaxed)
+                    .is_null()
+            );
+            assert!(again.node.handler.is_some() && !again.was_deferred());
+            // An ended bio's node is cached too, its buffer handed out.
+            let (tx, rx) = std::sync::mpsc::channel();
+            Bio::read(0, Buf::from(vec![1u8; 8]), move |e| tx.send(e).unwrap()).run_handler();
+            let buf = rx.recv().unwrap().into_buf();
+            assert_eq!(&buf[..], &[1u8; 8]);
+            assert_eq!(node_cache::cached(), 1);
+            // The cache is bounded.
+            let many: Vec<Bio> = (0..200).map(|_| Bio::nop(|_| {})).collect();
+            drop(many);
+            assert_eq!(node_cache::cached(), 64);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

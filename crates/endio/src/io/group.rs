@@ -116,7 +116,7 @@ impl Group {
         let member = Member(Arc::clone(&self.shared));
         bio.wrap_handler(move |handler| {
             move |ended| {
-                handler(ended);
+                handler.call(ended);
                 drop(member);
             }
         })

@@ -3,12 +3,15 @@
 //! Everything here talks to the kernel: which CPU a thread runs on, pinning a
 //! thread to a CPU, timer slack, and the sysfs CPU lists. Logic elsewhere in
 //! the crate calls these functions and never carries a `cfg(target_os)`.
+//! One low-level helper of the crate's own lives here too: the in-place
+//! closure storage of a bio's handler ([`inline_fn`]).
 
 mod blockdev;
 mod cachestat;
 mod cpulist;
 mod dontcache;
 pub mod hotplug;
+pub(crate) mod inline_fn;
 mod uring;
 mod wake;
 mod writeback;
