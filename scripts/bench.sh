@@ -106,7 +106,7 @@ run() {
 
 # ---------------------------------------------------------------- setup
 log "build"
-if ! cargo build --release -q -p endio-cli -p endio-harness -p endio --examples; then
+if ! cargo build --release -q -p endio-cli -p endio-harness -p endio --bins --examples; then
     echo "bench.sh: the build failed" >&2
     exit 1
 fi
