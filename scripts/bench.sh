@@ -2,15 +2,21 @@
 # endio's benchmarks in one command (see BENCHMARKS.md).
 #
 #   bash scripts/bench.sh            # full run: results, plots and RESULTS.md in docs/bench/
-#   bash scripts/bench.sh --quick    # CI: everything runs, tiny sizes, < 2 minutes;
-#                                    # results in ${CARGO_TARGET_DIR:-target}/bench-quick/
+#   bash scripts/bench.sh --quick    # CI: every code path runs once or twice, tiny
+#                                    # sizes, fewer QD cells, about 2 minutes; results in
+#                                    # ${CARGO_TARGET_DIR:-target}/bench-quick/
 #                                    # (docs/bench/ untouched)
 #   bash scripts/bench.sh --out DIR  # results elsewhere
 #
 # Sections: 1 completion path against its rivals (endio-harness
 # bench-completion), 2 deferral overhead in the engine (engine_throughput
-# example, deferred vs inline), 3 endio vs fio (temp file and loop device),
-# 4 dontcache under memory pressure (endio bench --memcg).
+# example, deferred vs inline at QD 1, 16 and 64, null and io_uring
+# backends), 3 endio vs fio vs fio with registered buffers and files (temp
+# file and loop device; 4 KiB random direct reads at QD 1, 16 and 64, 1 MiB
+# sequential read and write), 4 dontcache under memory pressure (endio
+# bench --memcg). Sections 2 and 3 alternate the order of the contenders
+# from one repetition to the next; RESULTS.md gives medians, min-max and
+# CPU time per I/O, and a goals table computed from the numbers.
 #
 # Exit status: non-zero only if a benchmark failed to run (never on numbers).
 # Root is needed for the loop device, the memcg and installing fio; without it
@@ -25,7 +31,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
         --out) OUT="$2"; shift ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -43,13 +49,18 @@ RAW="$OUT/raw"
 rm -rf "$RAW"
 mkdir -p "$RAW"
 
+# DEF_*: section 2 (QDs per backend); FIO_*: section 3 (FIO_RT caps the
+# sequential jobs, RR_RT is the length of the time-based random reads; the
+# QDs of the random reads per target); MEM_*: section 4.
 if [ $QUICK = 1 ]; then
-    DEF_REPS=2; DEF_SECS=0.5
-    FIO_SIZE=64M; FIO_RT=2; FIO_REPS=1
+    DEF_REPS=2; DEF_SECS=0.5; DEF_QDS_null="1 16 64"; DEF_QDS_uring="16 64"
+    FIO_SIZE=64M; FIO_RT=2; RR_RT=1; FIO_REPS=1
+    RR_QDS_file="1 16"; RR_QDS_loop="16 64"
     MEM_SIZE=128M; MEM_LIMIT=256M; MEM_REPS=1
 else
-    DEF_REPS=6; DEF_SECS=3
-    FIO_SIZE=1G; FIO_RT=10; FIO_REPS=3
+    DEF_REPS=6; DEF_SECS=3; DEF_QDS_null="1 16 64"; DEF_QDS_uring="1 16 64"
+    FIO_SIZE=1G; FIO_RT=10; RR_RT=5; FIO_REPS=5
+    RR_QDS_file="1 16 64"; RR_QDS_loop="1 16 64"
     MEM_SIZE=2G; MEM_LIMIT=256M; MEM_REPS=3
 fi
 
@@ -106,7 +117,7 @@ run() {
 
 # ---------------------------------------------------------------- setup
 log "build"
-if ! cargo build --release -q -p endio-cli -p endio-harness -p endio --examples; then
+if ! cargo build --release -q -p endio-cli -p endio-harness -p endio --bins --examples; then
     echo "bench.sh: the build failed" >&2
     exit 1
 fi
@@ -148,23 +159,28 @@ else
 fi
 
 # --------------------------------------------------- 2. deferral overhead
-log "2. deferral overhead: deferred vs inline, 4 KiB randread QD16"
+log "2. deferral overhead: deferred vs inline, 4 KiB randread, QD ${DEF_QDS_null// /, } (null) and ${DEF_QDS_uring// /, } (uring)"
 # null backend: the completion path alone; uring: the same on real I/O
-# (O_DIRECT on the temp file). Alternating order, $DEF_REPS repetitions.
+# (O_DIRECT on the temp file). $DEF_REPS repetitions; each repetition runs
+# every QD, deferred and inline in turn, who goes first alternating. The
+# example prints CPU time (getrusage) and context switches per I/O.
 for backend in null uring; do
     size=64m; [ $backend = uring ] && size=256m
+    qds_var="DEF_QDS_$backend"
     for i in $(seq 1 "$DEF_REPS"); do
         if [ $((i % 2)) = 1 ]; then order="deferred inline"; else order="inline deferred"; fi
-        for how in $order; do
-            flag=""; [ $how = inline ] && flag="--inline"
-            run "deferral-$backend-$how-$i" "$THROUGHPUT" --backend $backend --rw randread \
-                --bs 4k --qd 16 --size $size --seconds "$DEF_SECS" --dir "$TMPD" $flag
+        for qd in ${!qds_var}; do
+            for how in $order; do
+                flag=""; [ $how = inline ] && flag="--inline"
+                run "deferral-$backend-qd$qd-$how-$i" "$THROUGHPUT" --backend $backend --rw randread \
+                    --bs 4k --qd "$qd" --size $size --seconds "$DEF_SECS" --dir "$TMPD" $flag
+            done
         done
     done
 done
 
 # -------------------------------------------------------- 3. endio vs fio
-log "3. endio vs fio"
+log "3. endio vs fio vs fio with registered buffers and files"
 HAVE_FIO=0
 if command -v fio >/dev/null; then
     HAVE_FIO=1
@@ -206,28 +222,46 @@ else
     skip "endio vs fio on a loop device: needs root and losetup"
 fi
 
-# workload: name rw bs mode time_based
-WORKLOADS=("seqwrite write 1M buffered 0" "seqread read 1M buffered 0" "randread randread 4k direct 1")
+# workload: name rw bs mode time_based iodepth. The sequential write comes
+# first: it lays out the target the reads then read.
+workloads_for() { # target kind -> one workload a line
+    local kind="$1" qds_var="RR_QDS_$1" qd
+    echo "seqwrite write 1M buffered 0 16"
+    echo "seqread read 1M buffered 0 16"
+    for qd in ${!qds_var}; do echo "randread$qd randread 4k direct 1 $qd"; done
+}
 
-run_endio() { # tag target rw bs mode tb
-    local tag="$1" target="$2" rw="$3" bs="$4" mode="$5" tb="$6"
-    local extra=(); [ "$tb" = 1 ] && extra=(--time-based)
+# fio's registered buffers pin memory (RLIMIT_MEMLOCK); root has no limit to
+# speak of, others may be below what QD x bs needs.
+fixed_fits() { # bs iodepth
+    local bs="$1" qd="$2" lim need
+    [ $IS_ROOT = 1 ] && return 0
+    lim="$(ulimit -l)"
+    [ "$lim" = unlimited ] && return 0
+    case "$bs" in *M) need=$(( ${bs%M} * 1024 * qd )) ;; *k) need=$(( ${bs%k} * qd )) ;; *) need=0 ;; esac
+    [ "$need" -lt "$lim" ]
+}
+
+run_endio() { # tag target rw bs mode tb iodepth
+    local tag="$1" target="$2" rw="$3" bs="$4" mode="$5" tb="$6" qd="$7"
+    local extra=(--runtime "$FIO_RT"); [ "$tb" = 1 ] && extra=(--runtime "$RR_RT" --time-based)
     run "$tag" "$ENDIO" bench --target "$target" --size "$FIO_SIZE" --rw "$rw" --bs "$bs" \
-        --iodepth 16 --mode "$mode" --runtime "$FIO_RT" "${extra[@]}" \
+        --iodepth "$qd" --mode "$mode" "${extra[@]}" \
         --json "$RAW/$tag.json" --no-plot
 }
-run_fio() { # tag target rw bs mode tb
-    local tag="$1" target="$2" rw="$3" bs="$4" mode="$5" tb="$6"
+run_fio() { # tag target rw bs mode tb iodepth fixed(0/1)
+    local tag="$1" target="$2" rw="$3" bs="$4" mode="$5" tb="$6" qd="$7" fixed="$8"
     local direct=0; [ "$mode" = direct ] && direct=1
     local fsync=0; [ "$rw" = write ] && fsync=1
-    local extra=(); [ "$tb" = 1 ] && extra=(--time_based)
-    # the io_uring engine's defaults spelled out: no registered buffers/files,
-    # no polled I/O, no SQ thread; fio 3.33 asks for COOP_TASKRUN,
+    local extra=(--runtime="$FIO_RT"); [ "$tb" = 1 ] && extra=(--runtime="$RR_RT" --time_based)
+    # fixed=0: the io_uring engine's defaults spelled out: no registered
+    # buffers/files, no polled I/O, no SQ thread. fixed=1: registered
+    # buffers and files, the upper reference. fio 3.33 asks for COOP_TASKRUN,
     # SINGLE_ISSUER and DEFER_TASKRUN itself. invalidate=1 drops the target's
     # page cache first, as endio bench does.
     run "$tag" fio --name="$tag" --filename="$target" --ioengine=io_uring --rw="$rw" --bs="$bs" \
-        --iodepth=16 --direct=$direct --size="$FIO_SIZE" --runtime="$FIO_RT" "${extra[@]}" \
-        --invalidate=1 --fixedbufs=0 --hipri=0 --registerfiles=0 --sqthread_poll=0 \
+        --iodepth="$qd" --direct=$direct --size="$FIO_SIZE" "${extra[@]}" \
+        --invalidate=1 --fixedbufs="$fixed" --hipri=0 --registerfiles="$fixed" --sqthread_poll=0 \
         --end_fsync=$fsync --numjobs=1 \
         --output-format=json --output="$RAW/$tag.json"
 }
@@ -235,17 +269,24 @@ run_fio() { # tag target rw bs mode tb
 for t in "${TARGETS[@]}"; do
     tkind="${t%%:*}"; tpath="${t#*:}"
     for rep in $(seq 1 "$FIO_REPS"); do
-        for w in "${WORKLOADS[@]}"; do
-            read -r wname rw bs mode tb <<<"$w"
-            # alternate who goes first
-            if [ $((rep % 2)) = 1 ]; then tools="endio fio"; else tools="fio endio"; fi
+        mapfile -t wls < <(workloads_for "$tkind")
+        for w in "${wls[@]}"; do
+            read -r wname rw bs mode tb qd <<<"$w"
+            # alternate who goes first: forward, then backward
+            if [ $((rep % 2)) = 1 ]; then tools="endio fio fiofixed"; else tools="fiofixed fio endio"; fi
             for tool in $tools; do
                 tag="vs-$tkind-$wname-$tool-$rep"
-                if [ $tool = endio ]; then
-                    run_endio "$tag" "$tpath" "$rw" "$bs" "$mode" "$tb"
-                elif [ $HAVE_FIO = 1 ]; then
-                    run_fio "$tag" "$tpath" "$rw" "$bs" "$mode" "$tb"
-                fi
+                case $tool in
+                    endio) run_endio "$tag" "$tpath" "$rw" "$bs" "$mode" "$tb" "$qd" ;;
+                    fio) [ $HAVE_FIO = 1 ] && run_fio "$tag" "$tpath" "$rw" "$bs" "$mode" "$tb" "$qd" 0 ;;
+                    fiofixed)
+                        if [ $HAVE_FIO = 0 ]; then :
+                        elif fixed_fits "$bs" "$qd"; then
+                            run_fio "$tag" "$tpath" "$rw" "$bs" "$mode" "$tb" "$qd" 1
+                        elif [ "$rep" = 1 ]; then
+                            skip "fio --fixedbufs $tkind $wname: RLIMIT_MEMLOCK ($(ulimit -l) KiB) is below $qd x $bs"
+                        fi ;;
+                esac
             done
         done
     done

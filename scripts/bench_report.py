@@ -2,8 +2,11 @@
 """Tables (Markdown) from one run of scripts/bench.sh: bench_report.py OUT_DIR.
 
 Reads OUT_DIR/completion*.json, OUT_DIR/raw/deferral-*.txt,
-OUT_DIR/raw/vs-*.json (endio bench and fio), OUT_DIR/memcg-*.json.
-Missing pieces are reported as missing; never fails on numbers.
+OUT_DIR/raw/vs-*.json (endio bench, fio, fio with registered buffers and
+files), OUT_DIR/memcg-*.json. Repeated runs are summarised as the median
+and the spread (min-max); ratios are ratios of medians. The goals of the
+engine's hot path are judged from those numbers. Missing pieces are
+reported as missing; never fails on numbers.
 """
 import glob
 import json
@@ -25,14 +28,27 @@ def load(path):
         return None
 
 
-def mean_spread(xs):
+def median_spread(xs, n=0):
+    """'median (min–max, n=K)' of the runs, n decimals."""
     if not xs:
         return "n/a"
-    m = statistics.mean(xs)
+    m = statistics.median(xs)
     if len(xs) == 1:
-        return f"{m:,.0f}"
-    sd = statistics.stdev(xs)
-    return f"{m:,.0f} ± {sd:,.0f} (min {min(xs):,.0f}, max {max(xs):,.0f}, n={len(xs)})"
+        return f"{m:,.{n}f} (n=1)"
+    return f"{m:,.{n}f} ({min(xs):,.{n}f}–{max(xs):,.{n}f}, n={len(xs)})"
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+def ratio(a, b):
+    """a / b of two medians (None when either is missing or b is 0)."""
+    return a / b if a is not None and b else None
+
+
+def fmt(x, n=2):
+    return "n/a" if x is None else f"{x:,.{n}f}"
 
 
 def table(head, rows):
@@ -86,38 +102,52 @@ def completion_section(name, title):
 
 # -------------------------------------------------------------- deferral
 LINE = re.compile(r"^\s*(\w+):\s+(\d+) IOPS\s+([\d.]+) MiB/s.*ctxsw/io ([\d.]+)")
+CPU_IO = re.compile(r"cpu/io (\d+) ns")
+DEFERRAL = re.compile(r"deferral-(\w+)-qd(\d+)-(deferred|inline)-(\d+)\.txt")
 
 
-def deferral_section():
-    print("\n## Deferral overhead in the engine: 4 KiB random reads, QD 16\n")
-    rows = []
-    found = False
-    for backend in ("null", "uring"):
-        iops = {"deferred": [], "inline": []}
-        cs = {"deferred": [], "inline": []}
-        for how in iops:
-            for p in sorted(glob.glob(os.path.join(RAW, f"deferral-{backend}-{how}-*.txt"))):
-                for line in open(p):
-                    m = LINE.match(line)
-                    if m:
-                        iops[how].append(float(m.group(2)))
-                        cs[how].append(float(m.group(4)))
-        if not iops["deferred"] and not iops["inline"]:
+def deferral_results():
+    """{(backend, qd): {how: [{"iops", "cs", "cpu_ns"}]}} of section 2."""
+    res = {}
+    for p in glob.glob(os.path.join(RAW, "deferral-*.txt")):
+        m = DEFERRAL.match(os.path.basename(p))
+        if not m:
             continue
-        found = True
-        loss = "n/a"
-        if iops["deferred"] and iops["inline"]:
-            loss = f"{100 * (1 - statistics.mean(iops['deferred']) / statistics.mean(iops['inline'])):.1f} %"
-        rows.append([backend, mean_spread(iops["deferred"]), mean_spread(iops["inline"]),
-                     loss,
-                     f"{statistics.mean(cs['deferred']):.2f}" if cs["deferred"] else "n/a",
-                     f"{statistics.mean(cs['inline']):.2f}" if cs["inline"] else "n/a"])
-    if not found:
+        backend, qd, how, _ = m.groups()
+        for line in open(p):
+            lm = LINE.match(line)
+            if lm:
+                cm = CPU_IO.search(line)
+                res.setdefault((backend, int(qd)), {}).setdefault(how, []).append({
+                    "iops": float(lm.group(2)), "cs": float(lm.group(4)),
+                    "cpu_ns": float(cm.group(1)) if cm else None})
+    return res
+
+
+def deferral_section(res):
+    print("\n## Deferral overhead in the engine: 4 KiB random reads, deferred vs inline\n")
+    if not res:
         print("missing: no deferral results")
         return
-    print(table(["backend", "IOPS deferred (task context)", "IOPS inline (reaper)",
-                 "loss", "ctxsw/io deferred", "ctxsw/io inline"], rows))
-    print("\nGoal: loss ≤ 5 %.")
+    print("engine_throughput example: every handler submits the next I/O (closed loop). "
+          "deferred = handlers flagged for task context (the default of endio), "
+          "inline = run in the reaper. null: the completion path alone; uring: O_DIRECT reads "
+          "of the temp file. Median (min–max, n runs); deferred/inline is the ratio of the medians. "
+          "CPU = the process's user + system time (getrusage) over the run, per I/O.\n")
+    rows = []
+    for backend in ("null", "uring"):
+        for qd in sorted(q for b, q in res if b == backend):
+            r = res[(backend, qd)]
+            col = lambda how, k: [x[k] for x in r.get(how, []) if x[k] is not None]
+            d, i = col("deferred", "iops"), col("inline", "iops")
+            rows.append([backend, qd, median_spread(d), median_spread(i),
+                         fmt(ratio(median(d), median(i))),
+                         median_spread(col("deferred", "cpu_ns")),
+                         median_spread(col("inline", "cpu_ns")),
+                         fmt(median(col("deferred", "cs"))), fmt(median(col("inline", "cs")))])
+    print(table(["backend", "QD", "IOPS deferred (task context)", "IOPS inline (reaper)",
+                 "deferred/inline", "CPU ns/I/O deferred", "CPU ns/I/O inline",
+                 "ctxsw/I/O deferred", "ctxsw/I/O inline"], rows))
 
 
 # -------------------------------------------------------------- vs fio
@@ -128,8 +158,11 @@ def endio_job(path):
     j = d["jobs"][0]
     if j.get("errors"):
         return None
-    return {"mibs": j["mib_per_s"], "p99": j["lat_us"]["p99"], "p999": j["lat_us"]["p999"],
-            "iops": j["iops"]}
+    ios = j["read"]["total_ios"] + j["write"]["total_ios"]
+    cpu = j["cpu"]["user_s"] + j["cpu"]["sys_s"]
+    return {"mibs": j["mib_per_s"], "p99": j["lat_us"]["p99"], "iops": j["iops"],
+            "cpu_us": 1e6 * cpu / ios if ios else None,
+            "cs": j["ctx"] / ios if ios and "ctx" in j else None}
 
 
 def fio_job(path):
@@ -141,48 +174,148 @@ def fio_job(path):
         return None
     side = j["write"] if j["write"]["io_bytes"] > 0 else j["read"]
     pct = side.get("clat_ns", {}).get("percentile", {})
-    p = lambda k: pct.get(k, 0) / 1000.0
-    return {"mibs": side["bw_bytes"] / MiB, "p99": p("99.000000"), "p999": p("99.900000"),
-            "iops": side["iops"]}
+    ios = j["read"]["total_ios"] + j["write"]["total_ios"]
+    # usr_cpu and sys_cpu: percent of the job's runtime (ms)
+    runtime_s = (j.get("job_runtime") or max(j["read"]["runtime"], j["write"]["runtime"])) / 1000.0
+    cpu = (j["usr_cpu"] + j["sys_cpu"]) / 100.0 * runtime_s
+    return {"mibs": side["bw_bytes"] / MiB, "p99": pct.get("99.000000", 0) / 1000.0,
+            "iops": side["iops"],
+            "cpu_us": 1e6 * cpu / ios if ios else None,
+            "cs": j["ctx"] / ios if ios and "ctx" in j else None}
 
 
-def vs_section():
-    print("\n## endio vs fio: same target, workload, size, runtime, iodepth 16\n")
-    files = glob.glob(os.path.join(RAW, "vs-*.json"))
-    if not files:
-        print("missing: no endio-vs-fio results")
-        return
+TOOLS = ("endio", "fio", "fiofixed")
+VS = re.compile(r"vs-(\w+?)-(\w+)-(endio|fio|fiofixed)-(\d+)\.json")
+
+
+def vs_results():
+    """{(target, workload): {tool: [job]}} of section 3."""
     res = {}
-    for p in files:
-        m = re.match(r"vs-(\w+)-(\w+)-(endio|fio)-(\d+)\.json", os.path.basename(p))
+    for p in glob.glob(os.path.join(RAW, "vs-*.json")):
+        m = VS.match(os.path.basename(p))
         if not m:
             continue
-        target, wl, tool, rep = m.groups()
+        target, wl, tool, _ = m.groups()
         r = endio_job(p) if tool == "endio" else fio_job(p)
         if r:
             res.setdefault((target, wl), {}).setdefault(tool, []).append(r)
-    desc = {"seqwrite": "1 MiB seq write, buffered (+end fsync)",
-            "seqread": "1 MiB seq read, buffered", "randread": "4 KiB rand read, direct, QD16"}
+    return res
+
+
+def workloads(res):
+    """The workloads run, in order: sequential write, read, then random reads by QD."""
+    names = {wl for _, wl in res}
+    rr = sorted((n for n in names if n.startswith("randread")), key=lambda n: int(n[8:] or 0))
+    return [n for n in ("seqwrite", "seqread") if n in names] + rr
+
+
+def wl_desc(wl):
+    if wl == "seqwrite":
+        return "1 MiB seq write, buffered (+end fsync), QD16"
+    if wl == "seqread":
+        return "1 MiB seq read, buffered, QD16"
+    return f"4 KiB rand read, direct, QD{wl[8:]}"
+
+
+def vs_metric(wl):
+    """(key, unit, decimals): IOPS for the random reads, MiB/s for the rest."""
+    return ("iops", "IOPS", 0) if wl.startswith("randread") else ("mibs", "MiB/s", 0)
+
+
+def vs_section(res):
+    print("\n## endio vs fio: same target, workload, size and runtime\n")
+    if not res:
+        print("missing: no endio-vs-fio results")
+        return
+    print("endio = `endio bench` (handlers deferred to task context, the default); "
+          "fio = `--ioengine=io_uring` with the same options and `--invalidate=1`; "
+          "fio fixed = the same plus `--fixedbufs=1 --registerfiles=1` (the upper reference). "
+          "Median (min–max, n runs); ratios are of the medians.\n")
     rows = []
+    cost = []
     for target in ("file", "loop"):
-        for wl in ("seqwrite", "seqread", "randread"):
+        for wl in workloads(res):
             r = res.get((target, wl))
             if not r:
                 continue
-            e = [x["mibs"] for x in r.get("endio", [])]
-            f = [x["mibs"] for x in r.get("fio", [])]
-            ratio = f"{statistics.mean(e) / statistics.mean(f):.2f}" if e and f else "n/a"
-            fmt = lambda xs: (" / ".join(f"{x:.0f}" for x in xs)) if xs else "n/a"
-            ep99 = [x["p99"] for x in r.get("endio", [])]
-            fp99 = [x["p99"] for x in r.get("fio", [])]
-            rows.append([target, desc[wl],
-                         f"{statistics.mean(e):.0f} ({fmt(e)})" if e else "n/a",
-                         f"{statistics.mean(f):.0f} ({fmt(f)})" if f else "n/a",
-                         ratio,
-                         f"{statistics.mean(ep99):.0f} / {statistics.mean(fp99):.0f}" if ep99 and fp99 else "n/a"])
-    print(table(["target", "workload", "endio MiB/s mean (runs)", "fio MiB/s mean (runs)",
-                 "endio/fio", "p99 µs endio / fio"], rows))
-    print("\nGoal: endio/fio ≥ 0.95.")
+            key, unit, n = vs_metric(wl)
+            col = lambda tool, k: [x[k] for x in r.get(tool, []) if x[k] is not None]
+            m = {t: median(col(t, key)) for t in TOOLS}
+            rows.append([target, wl_desc(wl), unit] +
+                        [median_spread(col(t, key), n) for t in TOOLS] +
+                        [fmt(ratio(m["endio"], m["fio"])), fmt(ratio(m["endio"], m["fiofixed"]))])
+            cost.append([target, wl_desc(wl)] +
+                        [" / ".join(fmt(median(col(t, k)), d) for t in TOOLS)
+                         for k, d in (("cpu_us", 2), ("cs", 3), ("p99", 0))])
+    print(table(["target", "workload", "unit", "endio", "fio", "fio fixed",
+                 "endio/fio", "endio/fio fixed"], rows))
+    print("\nCost per I/O, medians, endio / fio / fio fixed. CPU: user + system time of the "
+          "process (endio: getrusage over the job; fio: `usr_cpu` + `sys_cpu` × the job's "
+          "runtime) per I/O; context switches: endio's getrusage count, fio's `ctx`, per I/O.\n")
+    print(table(["target", "workload", "CPU µs/I/O", "ctxsw/I/O", "p99 µs"], cost))
+
+
+# ------------------------------------------------ goals of the hot path
+def handoff_overhead(name):
+    """(ratio, detail) of the completion path's hand-off overhead at
+    saturation: (endio-adaptive − inline) / (cheapest rival − inline),
+    CPU ns per completion."""
+    d = load(os.path.join(OUT, name))
+    if not d:
+        return None, f"{name} missing"
+    sat = {c.get("contender"): (c.get("cpu") or {}).get("ns_per_completion")
+           for c in d.get("cells", []) if c.get("load") == "saturation"}
+    e, i = sat.get("endio-adaptive"), sat.get("inline")
+    rivals = {k: v for k, v in sat.items()
+              if k in ("crossbeam", "std-mpsc", "mutex-condvar", "tokio-spawn-blocking") and v is not None}
+    if e is None or i is None or not rivals:
+        return None, "saturation cells of endio-adaptive, inline or the rivals missing"
+    best = min(rivals, key=rivals.get)
+    detail = (f"endio-adaptive {e:.0f} ns, inline {i:.0f} ns, cheapest rival {best} "
+              f"{rivals[best]:.0f} ns CPU per completion")
+    if rivals[best] - i <= 0:
+        return None, detail + " (the rival costs no more than inline: no hand-off cost to compare with)"
+    return (e - i) / (rivals[best] - i), detail
+
+
+def goals_section(dres, vres):
+    print("\n## Goals of the engine's hot path (computed from the tables above)\n")
+    rows = []
+
+    def goal(text, measured, ok, detail=""):
+        verdict = "not run" if measured is None else ("met" if ok(measured) else "missed")
+        rows.append([text, fmt(measured), verdict, detail])
+
+    def vs(target, wl, tool):
+        r = vres.get((target, wl), {})
+        key = vs_metric(wl)[0]
+        e = median([x[key] for x in r.get("endio", [])])
+        o = median([x[key] for x in r.get(tool, [])])
+        unit = vs_metric(wl)[1]
+        detail = f"{fmt(e, 0)} vs {fmt(o, 0)} {unit}" if e is not None and o is not None else "not run"
+        return ratio(e, o), detail
+
+    for target in ("file", "loop"):
+        m, det = vs(target, "randread16", "fio")
+        goal(f"{target}: endio/fio, 4 KiB rand read direct QD16 ≥ 1.0", m, lambda x: x >= 1.0, det)
+        m, det = vs(target, "randread16", "fiofixed")
+        goal(f"{target}: endio/fio fixed (registered buffers+files), 4 KiB rand read direct QD16 ≥ 0.95",
+             m, lambda x: x >= 0.95, det)
+    for target in ("file", "loop"):
+        for wl in ("randread1", "randread64", "seqread", "seqwrite"):
+            m, det = vs(target, wl, "fio")
+            goal(f"{target}: endio/fio, {wl_desc(wl)} ≥ 1.0", m, lambda x: x >= 1.0, det)
+    r = dres.get(("null", 16), {})
+    d = median([x["iops"] for x in r.get("deferred", [])])
+    i = median([x["iops"] for x in r.get("inline", [])])
+    goal("null backend: deferred/inline IOPS, QD16 ≥ 0.8", ratio(d, i), lambda x: x >= 0.8,
+         f"{fmt(d, 0)} vs {fmt(i, 0)} IOPS" if d is not None and i is not None else "not run")
+    for name, window in (("completion-inflight32.json", 32), ("completion.json", 4096)):
+        m, det = handoff_overhead(name)
+        goal(f"completion path, window {window}: hand-off overhead (endio − inline) / "
+             f"(cheapest rival − inline), CPU ns per completion at saturation ≤ 0.5",
+             m, lambda x: x <= 0.5, det)
+    print(table(["goal", "measured", "verdict", "detail"], rows))
 
 
 # -------------------------------------------------------------- memcg
@@ -303,6 +436,9 @@ print("# Results of one scripts/bench.sh run\n")
 print("## Completion path: endio-harness bench-completion")
 completion_section("completion.json", "default window (--inflight 4096)")
 completion_section("completion-inflight32.json", "device-like window (--inflight 32)")
-deferral_section()
-vs_section()
+DEFERRAL_RES = deferral_results()
+VS_RES = vs_results()
+deferral_section(DEFERRAL_RES)
+vs_section(VS_RES)
+goals_section(DEFERRAL_RES, VS_RES)
 memcg_section()
