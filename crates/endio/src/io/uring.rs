@@ -48,7 +48,6 @@ use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
-use super::lane::yield_for_work;
 use super::request::{Request, complete_all};
 use super::shared::EngineShared;
 use crate::bio::Op;
@@ -196,9 +195,6 @@ fn reaper_main(
     let mut done: Vec<(Request, i64)> = Vec::with_capacity(depth as usize);
     let mut closed_at: Option<Instant> = None;
     let mut cancel_sent = false;
-    // The last completion step deferred handlers to this CPU's worker,
-    // which often resubmit (see `lane::YIELDS_BEFORE_SLEEP`).
-    let mut expect_submit = false;
     loop {
         // SeqCst: pairs with the store in `EngineShared::shutdown` and the
         // submitter's load after taking a slot (see `mod.rs`).
@@ -273,21 +269,6 @@ fn reaper_main(
         // 5. Submit the batch; wait for a completion unless there is
         //    something to do already.
         let mut want = usize::from(done.is_empty() && state.chained.is_empty());
-        if want == 1 && expect_submit && !closed {
-            // Before sleeping, let the worker of this CPU run the handlers
-            // just deferred to it: their resubmissions then find this
-            // thread awake (no eventfd write, no wakeup) and go to the
-            // kernel together in the next pass. What is in the SQ goes
-            // now, so the device is not idle meanwhile.
-            expect_submit = false;
-            sq.sync();
-            if !sq.is_empty() {
-                let _ = submitter.submit();
-            }
-            if yield_for_work(|| !lane.inbox.is_empty()) {
-                continue;
-            }
-        }
         if want == 1 {
             // SeqCst store, fence, then the inbox check: the reaper's half of
             // the `RingBell` handshake (a submitter pushes, fences, loads).
@@ -330,7 +311,6 @@ fn reaper_main(
         // 7. The completion step: slots back, then `endio` in atomic
         //    context (the reaper is endio's interrupt); write-back stages
         //    are issued first in the next pass, on the slots they kept.
-        expect_submit = done.iter().any(|(req, _)| req.defers());
         complete_all(&shared.completer, &lane.slots, &mut done, |stage| {
             state.chained.push(stage);
         });
