@@ -533,12 +533,17 @@ impl Drop for NodeBox {
     }
 }
 
-/// A bounded per-thread cache of node allocations.
+/// Node allocations kept for reuse: a bounded cache per thread, and behind
+/// it a bounded depot per CPU.
 ///
 /// A closed loop of I/O (a handler that makes its next bio, on the thread it
 /// runs on) frees and allocates nodes on the same thread, so a few cached
-/// allocations serve it without the allocator. A node freed on a thread
-/// whose cache is full, or during the thread's exit (the cache is gone or
+/// allocations serve it without the allocator. When one thread makes bios
+/// and another ends them (a submitter and the worker of its CPU), the
+/// ender's cache fills and the maker's runs dry: the overflow goes to the
+/// depot of the CPU the ender runs on, where the maker, on that CPU too,
+/// finds it (the kernel's per-CPU `bio_alloc_cache`). A node that finds
+/// both full, or is freed during the thread's exit (the cache is gone or
 /// going), is freed normally: the cache is reached with `try_with` and
 /// `try_borrow_mut`, which never panic.
 #[cfg(not(any(loom, shuttle)))]
@@ -546,12 +551,32 @@ mod node_cache {
     use std::cell::RefCell;
     use std::mem::MaybeUninit;
     use std::ptr;
+    use std::sync::OnceLock;
+
+    use crossbeam_queue::ArrayQueue;
 
     use super::Node;
 
     /// Allocations kept per thread (the kernel's per-CPU bio cache keeps a
     /// few hundred; a bio here is one node).
     const CAPACITY: usize = 64;
+    /// Allocations kept per CPU depot (the kernel's per-CPU bio cache
+    /// keeps at most 512 too). More bios in flight between a maker and an
+    /// ender than both caches hold come from the allocator.
+    const DEPOT_CAPACITY: usize = 512;
+
+    type Slot = Box<MaybeUninit<Node>>;
+
+    /// The per-CPU depots, made on first use.
+    fn depot() -> &'static ArrayQueue<Slot> {
+        static DEPOT: OnceLock<Box<[ArrayQueue<Slot>]>> = OnceLock::new();
+        // One per CPU this process may run on; a higher CPU number folds in.
+        let depots = DEPOT.get_or_init(|| {
+            let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (0..n).map(|_| ArrayQueue::new(DEPOT_CAPACITY)).collect()
+        });
+        &depots[crate::sys::current_cpu() % depots.len()]
+    }
 
     std::thread_local! {
         // The boxes are the point: each is a node allocation kept for reuse.
@@ -567,7 +592,8 @@ mod node_cache {
         let slot = FREE
             .try_with(|free| free.try_borrow_mut().ok().and_then(|mut f| f.pop()))
             .ok()
-            .flatten();
+            .flatten()
+            .or_else(|| depot().pop());
         match slot {
             Some(slot) => Box::write(slot, node),
             None => Box::new(node),
@@ -586,18 +612,24 @@ mod node_cache {
         // has the same layout; its contents were dropped just above, so the
         // box holds nothing that needs dropping.
         let slot = unsafe { Box::from_raw(raw.cast::<MaybeUninit<Node>>()) };
-        // Dropped (freed) with the closure when the cache is full, borrowed,
-        // or already destroyed at thread exit.
-        let _ = FREE.try_with(move |free| {
-            if let Ok(mut free) = free.try_borrow_mut()
-                && free.len() < CAPACITY
-            {
-                if free.capacity() == 0 {
-                    free.reserve_exact(CAPACITY);
+        // Handed back when the thread's cache is full or borrowed: then the
+        // CPU's depot takes it, or it is freed. At thread exit, with the
+        // cache destroyed, it is freed with the closure.
+        let overflow = FREE
+            .try_with(move |free| match free.try_borrow_mut() {
+                Ok(mut free) if free.len() < CAPACITY => {
+                    if free.capacity() == 0 {
+                        free.reserve_exact(CAPACITY);
+                    }
+                    free.push(slot);
+                    None
                 }
-                free.push(slot);
-            }
-        });
+                _ => Some(slot),
+            })
+            .unwrap_or_default();
+        if let Some(slot) = overflow {
+            let _ = depot().push(slot);
+        }
     }
 
     /// Cached allocations of the calling thread.
