@@ -4,8 +4,10 @@
 //!
 //! * after writing 256 MiB and `drain()`, at most 5 % of it is resident
 //!   (buffered: about 100 %, asserted as the contrast), and nothing is dirty;
-//! * a dontcache read of uncached data leaves at most 5 % resident;
-//! * a range cached before a dontcache read stays cached;
+//! * a dontcache read of uncached data leaves at most 5 % resident, also
+//!   with the readahead its sequential reads keep;
+//! * a range cached before a dontcache read stays cached, also where the
+//!   stream's readahead covers it;
 //! * verify passes in every mode, after `drain()` and after reopening
 //!   (dirty data is never dropped before it is written);
 //! * on the file, the kernel's native `RWF_DONTCACHE` and the forced
@@ -223,10 +225,17 @@ fn read_test(engine: &Engine, path: &Path, mode: Mode, verifier: &Arc<Verifier>,
     );
     dev.drain();
     let r = residency(path, 0..READ_SIZE);
+    let stats = dev.dontcache_stats();
     eprintln!(
-        "{what} {mode:?} ({:?}) read of uncached data: {:.1} % resident ({r:?})",
+        "{what} {mode:?} ({:?}) read of uncached data: {:.1} % resident ({r:?}); {stats:?}",
         dev.dontcache_mode(),
         pct(&r, READ_SIZE)
+    );
+    // The reads are sequential: all but the first continue the one before
+    // and keep the kernel's readahead.
+    assert!(
+        stats.readahead_ios >= READ_SIZE / BS as u64 - 1,
+        "{what} {mode:?}: sequential dontcache reads should keep readahead: {stats:?}"
     );
     assert!(
         r.cached_bytes <= READ_SIZE / 20,

@@ -13,7 +13,7 @@ use super::config::Backend;
 use super::dontcache::{Dontcache, DontcacheMode, DontcacheStats, Routing};
 use super::request::{Request, Wait};
 use super::shared::EngineShared;
-use super::state::{Description, DeviceKind, DeviceState, FollowUp};
+use super::state::{DeviceKind, DeviceState, FollowUp};
 use super::writeback::WritebackErrors;
 use crate::bio::{Bio, BioFlags, Buf, Op};
 use crate::context;
@@ -146,11 +146,7 @@ impl Device {
         let req = Request {
             bio,
             dev: Arc::clone(dev),
-            description: if route.no_readahead {
-                Description::NoReadahead
-            } else {
-                Description::Device
-            },
+            description: route.description,
             rw_flags: route.rw_flags,
             wait,
             behind,

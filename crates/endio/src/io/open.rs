@@ -451,7 +451,7 @@ fn open_file(
                 .unwrap_or(BACKLOG_BYTES_MAX_DEFAULT),
         };
         tracing::debug!(path = %path.display(), mode = %setup.mode, forced = setup.forced, "dontcache device");
-        let state = Dontcache::for_device(Some(&file), &setup).map_err(io_err)?;
+        let state = Dontcache::for_device(Some(&file), o.read, &setup).map_err(io_err)?;
         let _ = dontcache.set(Arc::new(state));
     }
     Ok(DeviceState {
@@ -511,7 +511,7 @@ fn open_memory(
                 .dontcache_backlog_bytes_max
                 .unwrap_or(BACKLOG_BYTES_MAX_DEFAULT),
         };
-        let state = Dontcache::for_device(None, &setup).map_err(io_err)?;
+        let state = Dontcache::for_device(None, false, &setup).map_err(io_err)?;
         let _ = dontcache.set(Arc::new(state));
     }
     Ok(DeviceState {

@@ -45,6 +45,10 @@ pub(crate) enum Description {
     /// A read-only twin with readahead off (per-bio dontcache reads of a
     /// device that keeps readahead); the device's own where it has none.
     NoReadahead,
+    /// A read-only twin that keeps readahead (sequential reads of a device
+    /// opened dontcache, whose own has it off); the device's own where it
+    /// has none.
+    Readahead,
 }
 
 /// The device's follow-up of one request, opaque to the request and the
@@ -116,6 +120,10 @@ impl DeviceState {
             Description::NoReadahead => self
                 .dontcache()
                 .and_then(Dontcache::read_fd)
+                .or_else(|| self.file()),
+            Description::Readahead => self
+                .dontcache()
+                .and_then(Dontcache::readahead_fd)
                 .or_else(|| self.file()),
         }
     }

@@ -153,6 +153,30 @@ pub fn reopen_read_only(fd: impl AsFd) -> io::Result<File> {
     File::open(format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd()))
 }
 
+/// Default readahead window of a block device (`read_ahead_kb`, 128).
+pub const READ_AHEAD_DEFAULT: u64 = 128 << 10;
+
+/// The most bytes the kernel reads ahead of a sequential reader of `fd` at
+/// once: `read_ahead_kb` of the backing device (its `bdi`; for a
+/// partition, its disk's queue), [`READ_AHEAD_DEFAULT`] where sysfs does
+/// not say.
+pub fn read_ahead_bytes(fd: impl AsFd) -> u64 {
+    let Ok(st) = rustix::fs::fstat(fd) else {
+        return READ_AHEAD_DEFAULT;
+    };
+    let blk = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::BlockDevice;
+    let dev = if blk { st.st_rdev } else { st.st_dev };
+    let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
+    [
+        format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb"),
+        format!("/sys/dev/block/{major}:{minor}/queue/read_ahead_kb"),
+        format!("/sys/dev/block/{major}:{minor}/../queue/read_ahead_kb"),
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(p).ok()?.trim().parse::<u64>().ok())
+    .map_or(READ_AHEAD_DEFAULT, |kb| kb << 10)
+}
+
 #[cfg(all(test, not(any(loom, shuttle))))]
 mod tests {
     use super::*;
@@ -186,5 +210,8 @@ mod tests {
         no_readahead(f.as_fd()).unwrap();
         let again = reopen_read_only(&f).unwrap();
         assert_eq!(again.metadata().unwrap().len(), 8192);
+        // Whatever the device, a window of some KiB to some MiB.
+        let ra = read_ahead_bytes(&f);
+        assert!((4 << 10..=1 << 30).contains(&ra), "{ra}");
     }
 }

@@ -30,6 +30,7 @@ impl Dontcache {
         let scratch = &mut *guard;
         scratch.ranges.clear();
         scratch.keys.clear();
+        scratch.reowned.clear();
         let (mut units, mut reserved, mut completed, mut sync_first) = (0u32, 0u64, 0u64, false);
         // Bounded: at most UNITS_MAX units exist (the backlog).
         for _ in 0..UNITS_MAX {
@@ -43,7 +44,12 @@ impl Dontcache {
             if unit.registered {
                 scratch.keys.push(unit.key);
             }
+            let at = scratch.ranges.len();
             unit.push_runs(&mut scratch.ranges);
+            if unit.readahead {
+                let runs = &scratch.ranges[at..];
+                scratch.reowned.extend(runs.iter().cloned());
+            }
         }
         if units == 0 {
             return 0;
@@ -55,13 +61,22 @@ impl Dontcache {
             add(&self.c.rescue_calls, calls);
         }
         self.forget(&mut scratch.keys);
+        // The kernel's asynchronous readahead of a stream can lag behind
+        // its reads and bring back pages just dropped: they stay owned until
+        // the stream is a lookahead past them, whose read drops them again.
+        if !scratch.reowned.is_empty() {
+            coalesce(&mut scratch.reowned);
+            self.ra.own(&scratch.reowned, true);
+        }
         drop(guard);
         self.release(units, reserved, completed);
         units
     }
 
-    /// Retries the leftovers once more (`drain`, after the last flush).
+    /// Retries the leftovers once more and drops the readahead pages no
+    /// I/O took (`drain`, after the last flush).
     pub(crate) fn sweep(&self, io: Io<'_>) {
+        self.drop_readahead(io);
         let mut guard = self.flush.lock();
         let scratch = &mut *guard;
         if scratch.leftovers.is_empty() {
@@ -161,6 +176,27 @@ impl Dontcache {
         add(&self.c.drop_calls, calls);
         add(&self.c.bytes_dropped, bytes);
         calls
+    }
+
+    /// Drops the owned readahead pages (see `readahead.rs`): the tail a
+    /// sequential stream read ahead and did not consume.
+    fn drop_readahead(&self, io: Io<'_>) {
+        let owned = self.ra.take_all();
+        let Some(file) = io.file else {
+            return;
+        };
+        let page = page_size();
+        let (mut bytes, mut calls) = (0, 0);
+        for r in owned {
+            let (offset, len) = (r.start * page, (r.end - r.start) * page);
+            calls += 1;
+            bytes += len;
+            if let Err(e) = sys::drop_range(file.as_fd(), offset, len) {
+                tracing::debug!(error = %e, offset, len, "POSIX_FADV_DONTNEED failed");
+            }
+        }
+        add(&self.c.drop_calls, calls);
+        add(&self.c.bytes_dropped, bytes);
     }
 
     /// Removes the pending entries of the units `keys` (their drops are

@@ -43,6 +43,15 @@
 //! opened dontcache go through a second, read-only description of the same
 //! file with readahead off, so the device's other reads keep readahead.
 //!
+//! On a device opened dontcache, a *sequential* read (one that starts where
+//! the last ended, or reads pages an earlier one read ahead) keeps the
+//! kernel's readahead: it goes through a read-only description that has
+//! it, and the pages of its
+//! lookahead that are not cached yet become the device's to drop too, so
+//! that what readahead brought in leaves with the stream and what was
+//! cached before stays (`readahead.rs`). Such reads are emulated in both
+//! modes.
+
 //! # The emulated flow (and native writes)
 //!
 //! 1. **Submit** ([`Device::submit`]): the I/O takes a place in the
@@ -152,13 +161,15 @@
 //! `mode.rs` the native-or-emulated choice, `plan.rs` what a request carries
 //! through its stages (steps 1-5), `backlog.rs` the bound and its waits
 //! (steps 1 and 7), `drop.rs` the drop-behind and its coalescing (step 6),
-//! `stats.rs` the counters. None of them knows the device: they are given
+//! `readahead.rs` the readahead of sequential reads, `stats.rs` the
+//! counters. None of them knows the device: they are given
 //! its file and its write-back state ([`Io`]).
 
 mod backlog;
 mod drop;
 mod mode;
 mod plan;
+mod readahead;
 mod state;
 mod stats;
 

@@ -8,10 +8,12 @@ use std::sync::atomic::Ordering;
 
 use super::drop::coalesce;
 use super::mode::DontcacheMode;
+use super::readahead::Claim;
 use super::state::{BacklogEntry, Dontcache, DropRuns, Io, page_size};
 use super::stats::add;
 use crate::bio::{Bio, Op};
 use crate::io::cache;
+use crate::io::state::Description;
 use crate::sys;
 use crate::task::Completer;
 
@@ -40,8 +42,8 @@ impl DropPlan {
 #[derive(Debug)]
 pub(crate) struct Routing {
     pub(crate) rw_flags: i32,
-    /// Issue it on the device's read-only description without readahead.
-    pub(crate) no_readahead: bool,
+    /// The description to issue it on.
+    pub(crate) description: Description,
     pub(crate) plan: Option<DropPlan>,
     /// For a read whose pages were looked up: how many of its bytes were
     /// cached (for `EndedBio::cached_bytes`).
@@ -51,7 +53,7 @@ pub(crate) struct Routing {
 impl Routing {
     pub(crate) const PLAIN: Routing = Routing {
         rw_flags: 0,
-        no_readahead: false,
+        description: Description::Device,
         plan: None,
         cached_bytes: None,
     };
@@ -202,21 +204,57 @@ impl Dontcache {
         drop_bio: impl FnOnce() -> Bio,
     ) -> Result<Routing, ()> {
         let read = bio.op() == Op::Read;
-        let no_readahead = read && !self.whole_device && self.read_fd.is_some();
         let len = bio.buf().len() as u64;
         let native = self.mode == DontcacheMode::Native;
-        if native && read {
+        let page = page_size();
+        let pages = bio.offset() / page..(bio.offset() + len).div_ceil(page);
+        // A read keeps readahead where a description has it if it
+        // continues the last read, or reads pages readahead brought in (a
+        // read of the stream submitted out of order: on the description
+        // without readahead, a page readahead marked would start readahead
+        // there, of pages nobody owns).
+        let sequential = read && self.ra.sequential(bio.offset(), len);
+        // Only on a device opened dontcache: on another, the device's own
+        // plain reads could cache pages a lookahead owns, and its drop
+        // would take them.
+        let can_read_ahead = read && io.file.is_some() && !pages.is_empty() && self.ra.fd.is_some();
+        // Owned pages the I/O covers are its own to drop; a sequential read
+        // also takes the runs the stream moved past by a whole lookahead.
+        let past = sequential.then(|| {
+            let ahead = self.ra.lookahead(pages.start, len, page);
+            pages.start.saturating_sub(ahead.end - ahead.start)
+        });
+        let claim = if io.file.is_some() {
+            self.ra.claim(&pages, past, may_wait)
+        } else {
+            Some(Claim::default())
+        };
+        let mut readahead = can_read_ahead
+            && claim
+                .as_ref()
+                .is_some_and(|c| sequential || !c.inside.is_empty());
+        let claim = claim.unwrap_or_default();
+        let description = |readahead: bool| match (read, readahead, self.whole_device) {
+            (true, true, _) => Description::Readahead,
+            (true, false, false) if self.read_fd.is_some() => Description::NoReadahead,
+            _ => Description::Device,
+        };
+        if native && read && !readahead {
             add(&self.c.native_ios, 1);
             // The kernel drops what the read brought in before the read
             // returns (in task context, so it always can).
+            self.ra.give_back(claim, may_wait);
             return Ok(Routing {
                 rw_flags: sys::RWF_DONTCACHE,
-                no_readahead,
+                description: description(false),
                 plan: None,
                 cached_bytes: None,
             });
         }
+        // A read with readahead is emulated (see `readahead.rs`).
+        let native = native && !(read && readahead);
         if !self.reserve(io, len, may_wait) {
+            self.ra.give_back(claim, may_wait);
             return Err(());
         }
         add(
@@ -227,14 +265,16 @@ impl Dontcache {
             },
             1,
         );
-        let page = page_size();
-        let pages = bio.offset() / page..(bio.offset() + len).div_ceil(page);
         // Relaxed: a unique number is all that is needed.
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
         let mut registered = false;
         let mut cached_bytes = None;
+        let mut extra = Vec::new();
         let runs = match io.file {
-            None => DropRuns::All,
+            None => {
+                readahead = false;
+                DropRuns::All
+            }
             Some(file) => {
                 let mut runs = Vec::new();
                 let queried = cache::uncached_runs(file, pages.clone(), &mut runs);
@@ -249,6 +289,13 @@ impl Dontcache {
                         tracing::debug!(error = %e, "cachestat failed; the whole range counts as uncached")
                     }
                 }
+                // Pages cached only because readahead of this device's
+                // dontcache reads brought them in are this I/O's to drop.
+                if !claim.inside.is_empty() {
+                    runs.extend(claim.inside);
+                    coalesce(&mut runs);
+                }
+                extra = claim.behind;
                 // Pages cached only because an earlier dontcache I/O of this
                 // device has not dropped them yet are not "cached before":
                 // this I/O inherits their drop (the earlier drop may find
@@ -270,6 +317,9 @@ impl Dontcache {
                 let uncached: u64 = runs.iter().map(|r| r.end - r.start).sum();
                 let kept = (pages.end - pages.start) - uncached;
                 add(&self.c.kept_bytes, kept * page);
+                if readahead {
+                    self.look_ahead(io, &pages, len, may_wait);
+                }
                 if runs.len() == 1 && runs[0] == pages {
                     DropRuns::All
                 } else {
@@ -280,7 +330,7 @@ impl Dontcache {
         let drop_bio = drop_bio();
         Ok(Routing {
             rw_flags: if native { sys::RWF_DONTCACHE } else { 0 },
-            no_readahead,
+            description: description(readahead),
             cached_bytes,
             plan: Some(DropPlan {
                 drop_bio: Some(drop_bio),
@@ -295,9 +345,36 @@ impl Dontcache {
                     write: !read,
                     sync_first: false,
                     keep: false,
+                    extra,
+                    readahead: read && readahead,
                 },
             }),
         })
+    }
+
+    /// Before a sequential read of `pages` (`len` bytes) is issued with
+    /// readahead: owns the pages of its lookahead that are not cached now.
+    fn look_ahead(&self, io: Io<'_>, pages: &Range<u64>, len: u64, may_wait: bool) {
+        add(&self.c.readahead_ios, 1);
+        let Some(file) = io.file else {
+            return;
+        };
+        let ahead = self.ra.lookahead(pages.end, len, page_size());
+        // Only what is not owned yet is looked up: the rest may be cached
+        // by now because readahead brought it, which the look-up cannot
+        // tell from "cached before".
+        let Some(gaps) = self.ra.unowned(&ahead, may_wait) else {
+            return;
+        };
+        let mut runs = Vec::new();
+        for gap in gaps {
+            match cache::uncached_runs(file, gap, &mut runs) {
+                Ok(q) => add(&self.c.residency_queries, u64::from(q)),
+                // Owned pages are dropped; a failed look-up owns none.
+                Err(_) => return,
+            }
+        }
+        self.ra.own(&runs, may_wait);
     }
 
     /// A refused submit gives its unit back (its plan is dropped unused).

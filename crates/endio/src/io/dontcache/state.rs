@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crossbeam_queue::ArrayQueue;
 
 use super::mode::{DontcacheMode, probe_mode};
+use super::readahead::Readahead;
 use super::stats::{Counters, DontcacheStats};
 use crate::io::config::Backend;
 use crate::io::writeback::WbState;
@@ -71,8 +72,14 @@ pub(super) struct BacklogEntry {
     /// The asynchronous writeback was not available (io_uring without
     /// `SYNC_FILE_RANGE`): the flush writes back before it drops.
     pub(super) sync_first: bool,
-    /// Drop nothing (failed I/O or writeback).
+    /// Drop nothing of `runs` (failed I/O or writeback).
     pub(super) keep: bool,
+    /// Readahead pages to drop with the unit, whatever its I/O did (see
+    /// `readahead.rs`).
+    pub(super) extra: Vec<Range<u64>>,
+    /// A read issued with readahead: its runs are owned again after the
+    /// drop (late readahead may bring them back).
+    pub(super) readahead: bool,
 }
 
 impl BacklogEntry {
@@ -87,6 +94,7 @@ impl BacklogEntry {
 
     /// Appends the runs to drop, clipped to the transferred bytes.
     pub(super) fn push_runs(&self, out: &mut Vec<Range<u64>>) {
+        out.extend(self.extra.iter().cloned());
         if self.keep {
             return;
         }
@@ -108,6 +116,9 @@ impl BacklogEntry {
     }
 
     pub(super) fn nothing_to_drop(&self) -> bool {
+        if !self.extra.is_empty() {
+            return false;
+        }
         self.keep
             || self.pages().is_empty()
             || matches!(&self.runs, DropRuns::Some(r) if r.is_empty())
@@ -121,6 +132,8 @@ pub(super) struct FlushScratch {
     pub(super) ranges: Vec<Range<u64>>,
     /// Keys of the units taken.
     pub(super) keys: Vec<u64>,
+    /// Runs of the reads with readahead among them.
+    pub(super) reowned: Vec<Range<u64>>,
     /// Ranges whose pages stayed cached: how often they were tried while
     /// clean, and in all.
     pub(super) leftovers: Vec<(Range<u64>, u32, u32)>,
@@ -134,6 +147,8 @@ pub(crate) struct Dontcache {
     /// For per-bio dontcache reads: a read-only description with readahead
     /// off.
     pub(super) read_fd: Option<File>,
+    /// Sequential reads keep readahead (see `readahead.rs`).
+    pub(super) ra: Readahead,
     pub(super) backlog_bytes_max: u64,
     pub(super) ready: ArrayQueue<BacklogEntry>,
     pub(super) backlog_units: AtomicU32,
@@ -175,17 +190,32 @@ pub(crate) struct DontcacheSetup {
 
 impl Dontcache {
     /// The state of a device opened dontcache; turns readahead off on its
-    /// descriptor.
-    pub(crate) fn for_device(file: Option<&File>, setup: &DontcacheSetup) -> io::Result<Dontcache> {
+    /// descriptor and, when `readable`, opens a second description that
+    /// keeps it, for sequential reads.
+    pub(crate) fn for_device(
+        file: Option<&File>,
+        readable: bool,
+        setup: &DontcacheSetup,
+    ) -> io::Result<Dontcache> {
+        let mut ra = Readahead::new(None, sys::READ_AHEAD_DEFAULT);
         if let Some(f) = file {
             sys::no_readahead(f.as_fd())?;
+            let fd = if readable {
+                match sys::reopen_read_only(f) {
+                    Ok(fd) => Some(fd),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "endio cannot open a second descriptor with readahead for sequential dontcache reads; they go without readahead");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            ra = Readahead::new(fd, sys::read_ahead_bytes(f));
         }
-        Ok(Dontcache::new(
-            setup.mode,
-            true,
-            None,
-            setup.backlog_bytes_max,
-        ))
+        let mut dc = Dontcache::new(setup.mode, true, None, setup.backlog_bytes_max);
+        dc.ra = ra;
+        Ok(dc)
     }
 
     /// The state made on the first per-bio dontcache I/O of a device not
@@ -217,6 +247,7 @@ impl Dontcache {
         } else {
             None
         };
+        // No readahead for per-bio dontcache reads (see `plan.rs`).
         Dontcache::new(mode, false, read_fd, BACKLOG_BYTES_MAX_DEFAULT)
     }
 
@@ -230,6 +261,7 @@ impl Dontcache {
             mode,
             whole_device,
             read_fd,
+            ra: Readahead::new(None, sys::READ_AHEAD_DEFAULT),
             backlog_bytes_max: backlog_bytes_max.max(1),
             ready: ArrayQueue::new(UNITS_MAX),
             backlog_units: AtomicU32::new(0),
@@ -248,6 +280,12 @@ impl Dontcache {
     /// The read-only descriptor for per-bio dontcache reads, if any.
     pub(crate) fn read_fd(&self) -> Option<&File> {
         self.read_fd.as_ref()
+    }
+
+    /// The descriptor with readahead for sequential reads of a device
+    /// opened dontcache, if any.
+    pub(crate) fn readahead_fd(&self) -> Option<&File> {
+        self.ra.fd.as_ref()
     }
 
     /// Gives back `units` units, `reserved` backlog bytes and `completed`
@@ -301,6 +339,8 @@ mod tests {
             write: false,
             sync_first: false,
             keep: false,
+            extra: Vec::new(),
+            readahead: false,
         };
         assert_eq!(unit.pages(), 0..4);
         let mut out = Vec::new();
@@ -319,5 +359,10 @@ mod tests {
         assert_eq!(out, vec![0..2]);
         unit.keep = true;
         assert!(unit.nothing_to_drop());
+        unit.extra.push(9..12);
+        assert!(!unit.nothing_to_drop(), "readahead pages go with any unit");
+        out.clear();
+        unit.push_runs(&mut out);
+        assert_eq!(out, vec![9..12]);
     }
 }

@@ -31,7 +31,8 @@ crate::counters::counters! {
     /// Bytes covered by the drop calls.
     bytes_dropped,
     /// Native mode: bytes of written ranges the kernel left cached after
-    /// their writeback, which endio then dropped. Linux up to 7.2 drops a
+    /// their writeback (and of sequential reads, of pages their readahead
+    /// brought in), which endio then dropped. Linux up to 7.2 drops a
     /// `RWF_DONTCACHE` folio at writeback completion only in task context,
     /// and ext4 overwrites complete writeback in interrupt context: this is
     /// the gap the seed patch's task-context bio completion closes.
@@ -55,8 +56,12 @@ crate::counters::counters! {
     /// Drop calls made by a waiting submitter or `drain` instead of a
     /// completer worker (forward progress; 0 in a healthy run).
     rescue_calls,
-    /// `cachestat(2)` (or `mincore`) look-ups before emulated I/O.
+    /// `cachestat(2)` (or `mincore`) look-ups before emulated I/O (and
+    /// before sequential reads, of their lookahead).
     residency_queries,
+    /// Sequential reads issued with the kernel's readahead, whose
+    /// readahead pages this device then drops too.
+    readahead_ios,
 }
 }
 
