@@ -208,8 +208,8 @@ pub(crate) struct MemcgReport {
     /// process joined the cgroup to the report. cgroup v2 has `pgscan`
     /// and `pgsteal` (pages scanned and reclaimed), `workingset_refault_*`
     /// (pages read again soon after reclaim took them); v1 has no
-    /// `pgscan`/`pgsteal`, its `pgpgout` counts pages uncharged (reclaimed,
-    /// dropped or truncated).
+    /// `pgscan`/`pgsteal`, its `pgpgout` counts uncharge events, one per
+    /// folio of any size (reclaimed, dropped or truncated), not pages.
     pub(crate) stat_delta: BTreeMap<String, u64>,
 }
 

@@ -600,7 +600,7 @@ pub(crate) fn print_table(out: &mut dyn Write, run: &RunReport) -> io::Result<()
             if !counts.is_empty() {
                 writeln!(
                     out,
-                    "memory cgroup during the run (memory.stat, pages): {}",
+                    "memory cgroup during the run (memory.stat growth): {}",
                     counts.join(", ")
                 )?;
             }
