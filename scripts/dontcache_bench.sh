@@ -197,7 +197,9 @@ fi
 
 {
     echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-    echo "mode: $([ $QUICK = 1 ] && echo quick || echo full), $REPS repetitions, sections $SECTIONS"
+    echo "mode: $([ $QUICK = 1 ] && echo quick || echo full)"
+    echo "repetitions: $REPS"
+    echo "sections: $SECTIONS"
     echo "git: $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
     echo "kernel: $(uname -r)"
     echo "nproc: $(nproc)"

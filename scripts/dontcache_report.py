@@ -185,21 +185,37 @@ PATTERNS = {"seqwrite": "1 MiB sequential write", "seqread": "1 MiB sequential r
             "randwrite": "4 KiB random write", "randread": "4 KiB random read"}
 
 
+def requested():
+    """The sections the run was asked for (machine.txt's 'sections' line)."""
+    try:
+        with open(os.path.join(OUT, "machine.txt")) as f:
+            m = re.search(r"^sections: ([\d,]+)", f.read(), re.M)
+    except OSError:
+        m = None
+    return set(m.group(1).split(",")) if m else {"1", "2", "3", "4"}
+
+
 def missing(sec):
-    return not any(k[0] == sec for k in RES)
+    """True (and says why) when section SEC has no runs."""
+    if any(k[0] == sec for k in RES):
+        return False
+    if sec[1:] not in requested():
+        print("not requested (--sections)")
+    else:
+        print("no results (see Skipped and the runs left out below)")
+    return True
 
 
 # ----------------------------------------------------------- section 1
 RECLAIM = [  # memory.stat counters, in the order shown, where the kernel has them
     ("pgscan", "pgscan"), ("pgsteal", "pgsteal"),
-    ("workingset_refault_file", "refault file"), ("pgpgout", "pgpgout"),
+    ("workingset_refault_file", "refault file"), ("pgpgout", "pgpgout (folios)"),
 ]
 
 
 def section1():
     print("\n## 1. dontcache under memory pressure (loop device, memory cgroup)\n")
     if missing("s1"):
-        print("not run (see Skipped below)")
         return
     some = next(r for k, v in RES.items() if k[0] == "s1" for r in v)
     limit = some.memcg("limit_bytes")
@@ -252,9 +268,13 @@ def section1():
             row.append(median_spread(col(rs, lambda r: r.get("cache", "resident_max_bytes") / MiB
                                          if r.get("cache", "resident_max_bytes") is not None else None)))
             rows.append(row)
-        print("\nReclaim in the memory cgroup during the job (memory.events counts; memory.stat "
-              "counter growth in pages; cgroup v1 has no pgscan/pgsteal, its pgpgout counts every "
-              "page uncharged: reclaimed, dropped by dontcache or truncated):\n")
+        print("\nReclaim in the memory cgroup during the job: limit hits (v2 memory.events max, "
+              "v1 memory.failcnt), the growth of memory.stat counters: pgscan, pgsteal and "
+              "refault file (workingset_refault_file: pages read again soon after reclaim took "
+              "them) count pages; cgroup v1 has no pgscan/pgsteal, and its pgpgout counts "
+              "uncharge events, one per folio of any size (reclaimed, dropped by dontcache or "
+              "truncated), so it is not a page count. target cache max: the most of the device "
+              "seen in the page cache during the job.\n")
         print(table(["mode", "peak MiB", "limit hits"] + (["high events"] if has_high else []) + ["OOM kills"]
                     + [f"{label}" for _, label in shown] + ["target cache max MiB"], rows))
         d, b = runs("s1", "loop", pat, "dontcache"), runs("s1", "loop", pat, "buffered")
@@ -272,7 +292,6 @@ def section1():
 def section2():
     print("\n## 2. Write tail latency: dontcache vs direct\n")
     if missing("s2"):
-        print("not run (see Skipped below)")
         return
     print("`endio bench --iodepth 16`, no memory cgroup; 1 MiB sequential writes of the whole "
           "target, 4 KiB random writes capped in time; writes timed to the end of their fsync. "
@@ -308,7 +327,6 @@ def section2():
 def section3():
     print("\n## 3. Sequential read: dontcache vs buffered on a file\n")
     if missing("s3"):
-        print("not run (see Skipped below)")
         return
     d, b = runs("s3", "file", "seqread", "dontcache"), runs("s3", "file", "seqread", "buffered")
     size = next((r.size for r in d + b if r.size), 0)
@@ -336,7 +354,6 @@ def section3():
 def section4():
     print("\n## 4. The kernel's dontcache vs endio's emulation on the same file\n")
     if missing("s4"):
-        print("not run (see Skipped below)")
         return
     print("`endio bench --mode dontcache` (native: the kernel's flag where it has it for the "
           "file) vs `--mode dontcache --dontcache-emulated`, `--iodepth 16`; 4 KiB random jobs "
