@@ -21,6 +21,7 @@
 //!    process's pid, so a later run can remove it if a SIGKILL left it
 //!    ([`super::leftovers`]).
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -198,7 +199,38 @@ pub(crate) struct MemcgReport {
     /// Times the limit was hit (`memory.events` `max`, v1
     /// `memory.failcnt`).
     pub(crate) limit_hits: Option<u64>,
+    /// cgroup v2: every counter of `memory.events` (`low`, `high`, `max`,
+    /// `oom`, `oom_kill`, ...); v1: `failcnt` and `memory.oom_control`'s
+    /// `oom_kill`. Counted from the cgroup's creation, which is the run's.
+    pub(crate) events: BTreeMap<String, u64>,
+    /// What reclaim did during the run: the growth of the [`STAT_KEYS`]
+    /// counters of `memory.stat` that the kernel has, from when the job
+    /// process joined the cgroup to the report. cgroup v2 has `pgscan`
+    /// and `pgsteal` (pages scanned and reclaimed), `workingset_refault_*`
+    /// (pages read again soon after reclaim took them); v1 has no
+    /// `pgscan`/`pgsteal`, its `pgpgout` counts uncharge events, one per
+    /// folio of any size (reclaimed, dropped or truncated), not pages.
+    pub(crate) stat_delta: BTreeMap<String, u64>,
 }
+
+/// The `memory.stat` counters (monotonic) whose growth the report gives;
+/// each only where the kernel has it.
+pub(crate) const STAT_KEYS: [&str; 14] = [
+    "pgscan",
+    "pgscan_kswapd",
+    "pgscan_direct",
+    "pgsteal",
+    "pgsteal_kswapd",
+    "pgsteal_direct",
+    "workingset_refault_anon",
+    "workingset_refault_file",
+    "workingset_activate_file",
+    "pgactivate",
+    "pgdeactivate",
+    "pgmajfault",
+    "pgpgin",
+    "pgpgout",
+];
 
 /// The smallest `--memcg` the jobs run in at the default `--bs` and
 /// `--iodepth`, without and with `--bdev` (whose loop device charges its
@@ -228,6 +260,8 @@ pub(crate) struct Cgroup {
     dir: PathBuf,
     version: Version,
     limit: u64,
+    /// The [`STAT_KEYS`] counters when this process joined.
+    stat_start: BTreeMap<String, u64>,
 }
 
 fn write(path: &Path, value: &str) -> io::Result<()> {
@@ -236,6 +270,39 @@ fn write(path: &Path, value: &str) -> io::Result<()> {
 
 fn read_u64(path: &Path) -> Option<u64> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Every `key value` line of a flat keyed file whose value is a number.
+fn read_keys(path: &Path) -> BTreeMap<String, u64> {
+    fs::read_to_string(path)
+        .map(|text| parse_keys(&text))
+        .unwrap_or_default()
+}
+
+fn parse_keys(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_owned(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The [`STAT_KEYS`] counters of `memory.stat` in `dir`.
+fn read_stat(dir: &Path) -> BTreeMap<String, u64> {
+    let mut all = read_keys(&dir.join("memory.stat"));
+    all.retain(|k, _| STAT_KEYS.contains(&k.as_str()));
+    all
+}
+
+/// Growth of each counter in `end` over `start` (absent in `start`: from 0).
+fn delta(start: &BTreeMap<String, u64>, end: BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    end.into_iter()
+        .map(|(k, v)| {
+            let d = v.saturating_sub(start.get(&k).copied().unwrap_or(0));
+            (k, d)
+        })
+        .collect()
 }
 
 /// The value of `key` in a flat keyed file (`memory.events`,
@@ -262,6 +329,7 @@ impl Cgroup {
             dir: dir.to_owned(),
             version,
             limit,
+            stat_start: read_stat(dir),
         }
     }
 
@@ -282,12 +350,27 @@ impl Cgroup {
                 read_u64(&self.dir.join("memory.failcnt")),
             ),
         };
+        let events = match self.version {
+            Version::V2 => read_keys(&self.dir.join("memory.events")),
+            Version::V1 => {
+                let mut e = BTreeMap::new();
+                if let Some(n) = read_u64(&self.dir.join("memory.failcnt")) {
+                    e.insert("failcnt".to_owned(), n);
+                }
+                if let Some(n) = read_key(&self.dir.join("memory.oom_control"), "oom_kill") {
+                    e.insert("oom_kill".to_owned(), n);
+                }
+                e
+            }
+        };
         MemcgReport {
             path: self.dir.clone(),
             version: self.version,
             limit_bytes: self.limit,
             peak_bytes: peak,
             limit_hits: hits,
+            events,
+            stat_delta: delta(&self.stat_start, read_stat(&self.dir)),
         }
     }
 
@@ -391,6 +474,7 @@ impl Memcg {
                 dir,
                 version: plan.version,
                 limit,
+                stat_start: BTreeMap::new(),
             },
             _registration: registration,
         };
@@ -487,6 +571,19 @@ mod tests {
         let mounts = "45 40 0:40 /jobs /mnt/mem rw - cgroup cgroup rw,memory\n";
         let p = plan(mounts, "4:memory:/jobs/abc\n", |_| None).unwrap();
         assert_eq!(p.parent, Path::new("/mnt/mem/abc"));
+    }
+
+    #[test]
+    fn stat_deltas_keep_the_reclaim_counters() {
+        let start = parse_keys("pgscan 10\npgsteal 4\nfile 999\n");
+        let mut end =
+            parse_keys("pgscan 25\npgsteal 4\nfile 5\nworkingset_refault_file 3\nbad x\n");
+        end.retain(|k, _| STAT_KEYS.contains(&k.as_str()));
+        let d = delta(&start, end);
+        assert_eq!(d.get("pgscan"), Some(&15));
+        assert_eq!(d.get("pgsteal"), Some(&0));
+        assert_eq!(d.get("workingset_refault_file"), Some(&3));
+        assert!(!d.contains_key("file") && !d.contains_key("bad"));
     }
 
     #[test]

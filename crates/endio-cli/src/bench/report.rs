@@ -585,6 +585,26 @@ pub(crate) fn print_table(out: &mut dyn Write, run: &RunReport) -> io::Result<()
             m.peak_bytes.map_or_else(|| "?".into(), fmt_bytes),
             m.limit_hits.map_or_else(|| "?".into(), |n| n.to_string()),
         )?;
+        if !m.stat_delta.is_empty() {
+            let counts: Vec<String> = m
+                .stat_delta
+                .iter()
+                .filter(|(k, _)| {
+                    matches!(
+                        k.as_str(),
+                        "pgscan" | "pgsteal" | "workingset_refault_file" | "pgpgout"
+                    )
+                })
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            if !counts.is_empty() {
+                writeln!(
+                    out,
+                    "memory cgroup during the run (memory.stat growth): {}",
+                    counts.join(", ")
+                )?;
+            }
+        }
     }
     let mut patterns: Vec<Rw> = Vec::new();
     for j in run.aggregates() {
