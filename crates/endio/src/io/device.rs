@@ -120,11 +120,14 @@ impl Device {
         }
         let behind = route.plan.map(FollowUp);
         // A write waits for its write-back on a description taken now,
-        // before the write is issued (see `writeback.rs`): a dontcache
-        // write, to drop clean pages; a WAIT_WRITEBACK write, for its result.
+        // before the write is issued (see `writeback.rs`): a WAIT_WRITEBACK
+        // write, for its result; a dontcache write, to drop clean pages,
+        // where its device does not wait for them in batches.
         let hold =
             bio.op() == Op::Write && bio.flags().contains(BioFlags::WAIT_WRITEBACK) && !dev.direct;
-        let wait = if hold || behind.as_ref().is_some_and(FollowUp::writes) {
+        let wait = if hold
+            || (behind.as_ref().is_some_and(FollowUp::writes) && !dev.batches_writes())
+        {
             match dev.wb.acquire(dev.file()) {
                 Ok(waiter) => Some(Wait::new(waiter, hold)),
                 Err(e) => {
@@ -150,6 +153,7 @@ impl Device {
             rw_flags: route.rw_flags,
             wait,
             behind,
+            sync: None,
         };
         dev.inflight.add();
         let engine = &self.handle.engine;

@@ -11,6 +11,7 @@
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 
+use super::dontcache::NextStage;
 use super::lane::Slots;
 use super::state::{Description, DeviceState, FollowUp};
 use super::writeback::Waiter;
@@ -34,6 +35,9 @@ pub(crate) struct Request {
     pub(crate) wait: Option<Wait>,
     /// The device's follow-up, handed back to it at the end.
     pub(crate) behind: Option<FollowUp>,
+    /// Set when the request is a stage of a dontcache write: the kick of
+    /// its write-back, or a batch's wait (see `dontcache/batch.rs`).
+    pub(crate) sync: Option<NextStage>,
 }
 
 /// A write's wait for its own write-back (see `writeback.rs`).
@@ -69,10 +73,23 @@ impl Request {
     /// The descriptor to issue the I/O on (`None` for a memory device): for
     /// a write-back stage, the write's own waiter, never the device's.
     pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
+        if let Some(stage) = &self.sync {
+            let wait = matches!(stage, NextStage::Wait(..));
+            return self.dev.stage_file(wait).map(AsFd::as_fd);
+        }
         if self.writeback_range().is_some() {
             return self.wait.as_ref()?.waiter.fd.as_ref().map(AsFd::as_fd);
         }
         self.dev.file_for(self.description).map(AsFd::as_fd)
+    }
+
+    /// The `sync_file_range` flags of a write-back stage: start the
+    /// write-back and wait for it, or (a kick) only start it.
+    pub(crate) fn sync_flags(&self) -> u32 {
+        match self.sync {
+            Some(NextStage::Kick(_)) => crate::sys::SYNC_RANGE_WRITE,
+            _ => crate::sys::SYNC_RANGE_WRITE_AND_WAIT,
+        }
     }
 
     /// [`fd`](Self::fd) as a raw number, -1 for a memory device.
@@ -89,12 +106,36 @@ impl Request {
     /// Whether completing this request with `res` chains a write-back stage
     /// (a write that waits for its write-back and wrote bytes), which keeps
     /// the request's in-flight slot until the write-back completes.
+    ///
+    /// A dontcache write whose device batches write-back always chains
+    /// one: a kick or a batch's wait, whatever the write did.
     pub(crate) fn chains(&self, res: i64) -> bool {
-        res > 0 && self.wait.as_ref().is_some_and(|w| w.stage.is_none())
+        if self.sync.is_some() {
+            return false;
+        }
+        match &self.wait {
+            Some(w) => res > 0 && w.stage.is_none(),
+            None => self.batched_write(),
+        }
     }
 
-    /// For a write-back stage: the byte range to write back and wait for.
+    /// A dontcache write without a wait of its own, on a device that
+    /// batches write-back.
+    fn batched_write(&self) -> bool {
+        self.wait.is_none()
+            && self.sync.is_none()
+            && self.behind.as_ref().is_some_and(FollowUp::writes)
+            && self.dev.batches_writes()
+    }
+
+    /// For a write-back stage: the byte range to write back (and, but for
+    /// a kick, wait for). `None` for a stage with nothing to write back
+    /// (issued as a no-op).
     pub(crate) fn writeback_range(&self) -> Option<(u64, u64)> {
+        match &self.sync {
+            Some(NextStage::Kick(range) | NextStage::Wait(range, _)) => return *range,
+            None => {}
+        }
         self.wait
             .as_ref()
             .and_then(|w| w.stage)
@@ -150,14 +191,45 @@ pub(crate) fn complete_all(
 /// thread, never by a reaper); a stage still holds it, and `drain` waits
 /// for the dontcache backlog too.
 fn complete(completer: &Completer, req: Request, res: i64) -> Option<Request> {
+    let batched = req.batched_write();
     let Request {
         mut bio,
         dev,
         mut behind,
         wait,
+        sync,
         ..
     } = req;
+    if let Some(stage) = sync {
+        // A stage of a dontcache write ended (no longer counted in flight).
+        if res < 0 {
+            dev.wb.failed(res);
+        }
+        match stage {
+            NextStage::Kick(_) => DeviceState::kicked(dev, completer, bio),
+            NextStage::Wait(_, batch) => DeviceState::batch_done(dev, completer, bio, batch, res),
+        }
+        return None;
+    }
     let inflight = Arc::clone(&dev.inflight);
+    if batched && let Some(mut plan) = behind.take() {
+        // A dontcache write: its caller's bio completes now, and its slot
+        // carries the kick of its write-back or a batch's wait.
+        bio.set_raw_result(res);
+        dev.transferred(&mut plan, res);
+        completer.endio(bio);
+        let (stage, stage_bio) = dev.write_done(plan, res);
+        inflight.done();
+        return Some(Request {
+            bio: stage_bio,
+            dev,
+            description: Description::Device,
+            rw_flags: 0,
+            wait: None,
+            behind: None,
+            sync: Some(stage),
+        });
+    }
     match wait {
         Some(w) if w.stage.is_some() => {
             // The write-back stage of a write ended.
@@ -211,6 +283,7 @@ fn complete(completer: &Completer, req: Request, res: i64) -> Option<Request> {
                             rw_flags: 0,
                             wait: Some(w),
                             behind,
+                            sync: None,
                         };
                         if !hold {
                             inflight.done();

@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use super::config::Backend;
-use super::dontcache::{self, Dontcache, DropPlan, Io};
+use super::dontcache::{self, Batch, Dontcache, DropPlan, Io, NextStage};
 use super::lane::Inflight;
 use super::mixing::Registration;
 use super::null::memory::MemStore;
@@ -234,6 +234,53 @@ impl DeviceState {
     ) {
         if let Some(dc) = dev.dontcache.get().cloned() {
             dontcache::written_back(completer, &dc, dev, behind.0, stage_bio, res);
+        }
+    }
+
+    /// Whether this device's dontcache writes are written back in batches
+    /// (see `dontcache/batch.rs`): they then carry no wait of their own.
+    pub(crate) fn batches_writes(&self) -> bool {
+        self.dontcache().is_some_and(Dontcache::batches_writes)
+    }
+
+    /// A dontcache write (not `WAIT_WRITEBACK`) completed with `res`: the
+    /// stage its slot carries next, and the bio to carry it.
+    pub(crate) fn write_done(&self, behind: FollowUp, res: i64) -> (NextStage, Bio) {
+        match self.dontcache() {
+            Some(dc) => dontcache::write_done(dc, behind.0, res),
+            None => (
+                NextStage::Kick(None),
+                Bio::new(Op::Nop, 0, Buf::empty(), |_| {}),
+            ),
+        }
+    }
+
+    /// A kick stage ended; `dev` is dropped before the bio is deferred.
+    pub(crate) fn kicked(dev: Arc<Self>, completer: &Completer, bio: Bio) {
+        dontcache::kicked(completer, dev, bio);
+    }
+
+    /// A batch wait ended with `res`.
+    pub(crate) fn batch_done(
+        dev: Arc<Self>,
+        completer: &Completer,
+        bio: Bio,
+        batch: Batch,
+        res: i64,
+    ) {
+        match dev.dontcache.get().cloned() {
+            Some(dc) => dontcache::batch_done(completer, &dc, dev, bio, batch, res),
+            None => drop(bio),
+        }
+    }
+
+    /// The file a stage of a dontcache write is issued on: the batch
+    /// description for a wait, any for a kick (it consumes no error).
+    pub(crate) fn stage_file(&self, wait: bool) -> Option<&File> {
+        if wait {
+            self.dontcache().and_then(Dontcache::batch_fd)
+        } else {
+            self.file()
         }
     }
 

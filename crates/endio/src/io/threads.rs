@@ -81,11 +81,12 @@ fn pool_main(shared: &EngineShared) {
 /// negated errno.
 fn perform(req: &mut Request) -> i64 {
     if let Some((offset, len)) = req.writeback_range() {
-        // On the write's own waiter, never the device's descriptor.
+        // On a description of endio's own, never the device's (but for a
+        // kick, which consumes no error).
         let Some(fd) = req.fd() else {
             return 0;
         };
-        return match crate::sys::sync_range(fd, offset, len) {
+        return match crate::sys::sync_range_with(fd, offset, len, req.sync_flags()) {
             Ok(()) => 0,
             Err(e) => -i64::from(e.raw_os_error().unwrap_or(libc::EIO)),
         };

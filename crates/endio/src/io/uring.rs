@@ -375,7 +375,7 @@ fn prepare(req: &mut Request) -> squeue::Entry {
         let len = u32::try_from(len).unwrap_or(u32::MAX);
         return opcode::SyncFileRange::new(fd, len)
             .offset(offset)
-            .flags(crate::sys::SYNC_RANGE_WRITE_AND_WAIT)
+            .flags(req.sync_flags())
             .build();
     }
     let offset = req.bio.offset();

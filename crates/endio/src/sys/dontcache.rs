@@ -19,6 +19,11 @@ pub const RWF_DONTCACHE: i32 = 0x80;
 /// (what `SYNC_FILE_RANGE_WRITE_AND_WAIT` names in newer headers).
 pub const SYNC_RANGE_WRITE_AND_WAIT: u32 = 1 | 2 | 4;
 
+/// `SYNC_FILE_RANGE_WRITE` alone: start writeback of the range's dirty
+/// pages (those not under writeback yet) and return without waiting; it
+/// reports no write-back error and consumes none.
+pub const SYNC_RANGE_WRITE: u32 = 2;
+
 /// What the kernel said to an `RWF_DONTCACHE` I/O on a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DontcacheProbe {
@@ -108,14 +113,21 @@ pub fn probe_dontcache_uring(fd: BorrowedFd<'_>, eof: u64) -> io::Result<Dontcac
 /// It writes no metadata and flushes no device cache: what it guarantees is
 /// that the range's pages are clean, so that dropping them loses nothing.
 pub fn sync_range(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
+    sync_range_with(fd, offset, len, SYNC_RANGE_WRITE_AND_WAIT)
+}
+
+/// `sync_file_range(2)` of `len` bytes at `offset` with `flags`
+/// ([`SYNC_RANGE_WRITE`]: start write-back and return; with the wait bits:
+/// wait, reporting the description's write-back errors), retried on
+/// `EINTR`.
+pub fn sync_range_with(fd: BorrowedFd<'_>, offset: u64, len: u64, flags: u32) -> io::Result<()> {
     let (Ok(off), Ok(n)) = (i64::try_from(offset), i64::try_from(len)) else {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     };
     loop {
         // SAFETY: sync_file_range takes integers only and touches no memory
         // of ours.
-        let rc =
-            unsafe { libc::sync_file_range(fd.as_raw_fd(), off, n, SYNC_RANGE_WRITE_AND_WAIT) };
+        let rc = unsafe { libc::sync_file_range(fd.as_raw_fd(), off, n, flags) };
         if rc == 0 {
             return Ok(());
         }

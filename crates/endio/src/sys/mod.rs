@@ -20,9 +20,9 @@ pub use blockdev::{block_device_read_only, block_device_size, dio_alignment, log
 pub use cachestat::{CacheStatSource, cache_stat};
 pub use cpulist::{CPU_MAX, CpuListError, parse_cpu_list, read_cpu_list};
 pub use dontcache::{
-    DontcacheProbe, READ_AHEAD_DEFAULT, RWF_DONTCACHE, SYNC_RANGE_WRITE_AND_WAIT, drop_range,
-    no_readahead, probe_dontcache_preadv2, probe_dontcache_uring, read_ahead_bytes,
-    reopen_read_only, sync_range,
+    DontcacheProbe, READ_AHEAD_DEFAULT, RWF_DONTCACHE, SYNC_RANGE_WRITE, SYNC_RANGE_WRITE_AND_WAIT,
+    drop_range, no_readahead, probe_dontcache_preadv2, probe_dontcache_uring, read_ahead_bytes,
+    reopen_read_only, sync_range, sync_range_with,
 };
 pub use uring::{UringUnavailable, diagnose_uring_error, probe_io_uring, read_io_uring_disabled};
 pub use wake::{EventFd, futex_wait, futex_wake};

@@ -118,7 +118,7 @@ impl Dontcache {
         // SeqCst: ordered with the flushes' pops and increments (a flush
         // pops, then counts).
         let taken = self.flushes_taken.load(Ordering::SeqCst);
-        (!self.ready.is_empty()).then_some(taken)
+        (!self.ready.is_empty() || !self.kicked.is_empty()).then_some(taken)
     }
 
     /// The rescue: units were ready when a waiter began a wait of

@@ -26,6 +26,7 @@ impl Dontcache {
     /// back. `rescue`: called by a waiter rather than a drop bio. Returns
     /// the units taken.
     pub(crate) fn flush(&self, io: Io<'_>, rescue: bool) -> u32 {
+        self.wait_stranded(io);
         let mut guard = self.flush.lock();
         let scratch = &mut *guard;
         scratch.ranges.clear();

@@ -83,21 +83,27 @@
 //!    a place per unit), and the drop bio goes to `Completer::endio`, which
 //!    defers it to this CPU's worker, as the kernel defers dropbehind
 //!    folios.
-//! 5. **Writeback** (writes that wrote bytes): the same backend thread,
-//!    after completing the write, turns the request into a writeback stage
-//!    that keeps the write's in-flight slot and issues
-//!    `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)` on exactly the
-//!    written pages, on a description of the file that the write took at
-//!    submit and that is not the device's own (see [`super::writeback`]:
-//!    a wait on the device's descriptor would consume the write-back error
-//!    its next flush must report): `IORING_OP_SYNC_FILE_RANGE` on io_uring
-//!    (the kernel's io-wq waits, never the reaper), the system call on a
-//!    pool thread (outside its atomic section), nothing on the null
-//!    backend. When it completes, the unit becomes ready as in 4. A failed
-//!    writeback (`EIO`, or `ECANCELED` at shutdown) drops nothing and is
-//!    latched on the device ([`Device::writeback_errors`]); the next flush
-//!    reports it. A kernel without the io_uring opcode makes the drop write
-//!    back first, in task context.
+//! 5. **Writeback** (writes): batched (`batch.rs`). When a write
+//!    completes, its unit joins the device's *kicked* writes and the
+//!    write's in-flight slot carries one more stage: a *kick*,
+//!    `sync_file_range(WRITE)` on the written pages, which starts their
+//!    write-back without waiting (a no-op in native mode, where the kernel
+//!    starts it), or, once the kicked writes hold a quarter of the
+//!    backlog's bytes or no other dontcache write is in flight, one *batch
+//!    wait*, `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)` over the
+//!    pages they span, on a description of the file that is endio's own
+//!    and not the device's (see [`super::writeback`]: a wait on the
+//!    device's descriptor would consume the write-back error its next flush
+//!    must report): `IORING_OP_SYNC_FILE_RANGE` on io_uring (the kernel's
+//!    io-wq waits, never the reaper), the system call on a pool thread,
+//!    nothing on the null backend. When the wait completes, its units
+//!    become ready as in 4. A failed write-back (`EIO`, or `ECANCELED` at
+//!    shutdown) drops nothing and is latched on the device
+//!    ([`Device::writeback_errors`]); the next flush reports it. A kernel
+//!    without the io_uring opcode makes the drop write back first, in task
+//!    context. A `WAIT_WRITEBACK` dontcache write waits for its own range
+//!    instead, as does every write where the second description cannot be
+//!    opened.
 //! 6. **Drop** (task context, a completer worker): the drop bio's handler
 //!    takes *every* ready unit of the device, sorts the page runs, merges
 //!    overlapping and adjacent ones ([`DontcacheStats::coalesced`]) and
@@ -157,7 +163,8 @@
 //!
 //! # Where each part lives
 //!
-//! `state.rs` holds a device's dontcache state and the units of its backlog,
+//! `batch.rs` the batched write-back (step 5), `state.rs` holds a device's
+//! dontcache state and the units of its backlog,
 //! `mode.rs` the native-or-emulated choice, `plan.rs` what a request carries
 //! through its stages (steps 1-5), `backlog.rs` the bound and its waits
 //! (steps 1 and 7), `drop.rs` the drop-behind and its coalescing (step 6),
@@ -166,6 +173,7 @@
 //! its file and its write-back state ([`Io`]).
 
 mod backlog;
+mod batch;
 mod drop;
 mod mode;
 mod plan;
@@ -173,6 +181,7 @@ mod readahead;
 mod state;
 mod stats;
 
+pub(crate) use batch::{Batch, NextStage, batch_done, kicked, write_done};
 pub use mode::DontcacheMode;
 pub(crate) use mode::probe_mode;
 pub(crate) use plan::{DropPlan, Routing, not_written, transferred, written_back};

@@ -22,8 +22,8 @@ use crate::task::Completer;
 pub(crate) struct DropPlan {
     /// Taken when the request becomes its write-back stage (whose bio it
     /// then is).
-    drop_bio: Option<Bio>,
-    unit: BacklogEntry,
+    pub(super) drop_bio: Option<Bio>,
+    pub(super) unit: BacklogEntry,
 }
 
 impl DropPlan {
@@ -179,14 +179,23 @@ fn make_ready<O>(completer: &Completer, dc: &Arc<Dontcache>, owner: O, plan: Dro
         return;
     }
     drop(owner);
+    make_ready_unit(dc, unit);
+    if let Some(bio) = drop_bio {
+        completer.endio(bio);
+    }
+}
+
+/// A unit becomes ready (its drop bio, or another, is deferred after), or,
+/// with nothing to drop, is released at once.
+pub(super) fn make_ready_unit(dc: &Dontcache, unit: BacklogEntry) {
+    if unit.nothing_to_drop() && !unit.registered {
+        dc.release(1, unit.reserved, unit.completed);
+        return;
+    }
     if let Err(unit) = dc.ready.push(unit) {
         // Cannot happen: the queue has a place per backlog unit.
         tracing::error!("dontcache ready queue full; the range stays cached");
         dc.release(1, unit.reserved, unit.completed);
-        return;
-    }
-    if let Some(bio) = drop_bio {
-        completer.endio(bio);
     }
 }
 
@@ -256,6 +265,9 @@ impl Dontcache {
         if !self.reserve(io, len, may_wait) {
             self.ra.give_back(claim, may_wait);
             return Err(());
+        }
+        if !read {
+            self.write_opened();
         }
         add(
             if native {
@@ -379,6 +391,9 @@ impl Dontcache {
 
     /// A refused submit gives its unit back (its plan is dropped unused).
     pub(crate) fn unreserve(&self, plan: DropPlan) {
+        if plan.unit.write {
+            self.write_refused();
+        }
         if plan.unit.registered {
             self.forget(&mut [plan.unit.key]);
         }

@@ -28,6 +28,22 @@ pub(crate) const UNITS_MAX: usize = 1024;
 /// ([`OpenOptions::dontcache_backlog_bytes_max`](crate::OpenOptions::dontcache_backlog_bytes_max)).
 pub(crate) const BACKLOG_BYTES_MAX_DEFAULT: u64 = 64 << 20;
 
+/// A batch of dontcache writes is waited for once it holds this share of
+/// the backlog's bytes (or when no other dontcache write is in flight).
+pub(crate) const BATCHES_PER_BACKLOG: u64 = 4;
+
+/// A description of `file` for batched write-back waits: its error cursor
+/// is endio's own (see `writeback.rs`).
+fn batch_description(file: &File) -> Option<File> {
+    match sys::reopen_for_writeback(file) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::warn!(error = %e, "endio cannot open a second description to wait for dontcache write-back in batches; each write is written back by its drop instead");
+            None
+        }
+    }
+}
+
 /// What the dontcache code is given of its device: the file (`None` for a
 /// memory device) and the write-back state, for its own write-back waits.
 #[derive(Debug, Clone, Copy)]
@@ -149,6 +165,22 @@ pub(crate) struct Dontcache {
     pub(super) read_fd: Option<File>,
     /// Sequential reads keep readahead (see `readahead.rs`).
     pub(super) ra: Readahead,
+    /// The description batched write-back waits are made on (see
+    /// `batch.rs`); `None` for a memory device, or where it could not be
+    /// opened (each write is then written back by its drop).
+    pub(super) batch_fd: Option<File>,
+    /// Writes whose data is in the page cache and whose write-back was
+    /// started, waiting for a batch wait (a place per backlog unit).
+    pub(super) kicked: ArrayQueue<BacklogEntry>,
+    /// Bytes of the writes in `kicked`.
+    pub(super) kicked_bytes: AtomicU64,
+    /// Dontcache writes submitted and not completed yet.
+    pub(super) writes_open: AtomicU32,
+    /// A batch is waited for once its writes hold this many bytes.
+    pub(super) batch_bytes: u64,
+    /// Writes are written back in batches: a memory device, or a file with
+    /// `batch_fd`.
+    pub(super) batches: bool,
     pub(super) backlog_bytes_max: u64,
     pub(super) ready: ArrayQueue<BacklogEntry>,
     pub(super) backlog_units: AtomicU32,
@@ -215,6 +247,8 @@ impl Dontcache {
         }
         let mut dc = Dontcache::new(setup.mode, true, None, setup.backlog_bytes_max);
         dc.ra = ra;
+        dc.batch_fd = file.and_then(batch_description);
+        dc.batches = file.is_none() || dc.batch_fd.is_some();
         Ok(dc)
     }
 
@@ -248,7 +282,10 @@ impl Dontcache {
             None
         };
         // No readahead for per-bio dontcache reads (see `plan.rs`).
-        Dontcache::new(mode, false, read_fd, BACKLOG_BYTES_MAX_DEFAULT)
+        let mut dc = Dontcache::new(mode, false, read_fd, BACKLOG_BYTES_MAX_DEFAULT);
+        dc.batch_fd = batch_description(file);
+        dc.batches = dc.batch_fd.is_some();
+        dc
     }
 
     pub(super) fn new(
@@ -262,6 +299,13 @@ impl Dontcache {
             whole_device,
             read_fd,
             ra: Readahead::new(None, sys::READ_AHEAD_DEFAULT),
+            batch_fd: None,
+            kicked: ArrayQueue::new(UNITS_MAX),
+            kicked_bytes: AtomicU64::new(0),
+            writes_open: AtomicU32::new(0),
+            batch_bytes: (backlog_bytes_max / BATCHES_PER_BACKLOG).max(1),
+            // A memory device (the file's constructors decide for files).
+            batches: true,
             backlog_bytes_max: backlog_bytes_max.max(1),
             ready: ArrayQueue::new(UNITS_MAX),
             backlog_units: AtomicU32::new(0),

@@ -39,8 +39,11 @@ crate::counters::counters! {
     native_leftover_bytes,
     /// Bytes of dontcache I/O left cached because they were cached before.
     kept_bytes,
-    /// Writebacks waited for: one per dontcache write.
+    /// Write-back waits: one per batch of dontcache writes (one per write
+    /// where writes are not batched, or wait for their own write-back).
     writeback_waits,
+    /// Dontcache writes whose write-back a batch wait covered.
+    writeback_batched,
     /// Writebacks that failed (the range is then not dropped).
     writeback_errors,
     /// Bytes of completed dontcache I/O whose drop is not done yet, now.

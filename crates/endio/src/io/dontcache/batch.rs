@@ -1,0 +1,254 @@
+//! Batched write-back of dontcache writes (step 5 of the module docs): a
+//! write's write-back is started when the write completes and waited for
+//! once per batch.
+//!
+//! When a dontcache write completes (atomic context, a backend thread),
+//! its unit joins the device's *kicked* queue, and the write's in-flight
+//! slot carries one more stage:
+//!
+//! * a **kick**, `sync_file_range(WRITE)` on the written pages (a `nop` in
+//!   native mode, where the kernel starts the write-back itself): the
+//!   write-back starts and nobody waits for it. Its end defers the write's
+//!   drop bio, as any dontcache I/O's end does;
+//! * or, when the kicked writes hold a `BATCHES_PER_BACKLOG`th of the
+//!   backlog's bytes, or no other dontcache write of the device is in
+//!   flight, the **batch wait**: it takes every kicked unit and waits once,
+//!   `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)` over the pages
+//!   they span, on a description of the file that is endio's own (the
+//!   device's `batch_fd`: its error cursor moves only with these waits, so
+//!   each write-back error of the file is reported to one of them, and
+//!   never consumed from the user's description, see `writeback.rs`). When
+//!   it ends, the units become ready and one drop bio drops them all.
+//!
+//! The span may cover dirty pages of the file that are not the batch's
+//! (other writers'): they are written back with it, early, which is all.
+//! The backlog bounds kicked units as it bounds every other (they count
+//! until their drop), so the page cache dontcache writes hold stays
+//! bounded. A unit that no batch took (the last write of a burst was
+//! refused at submit) is taken by the next drop, or `drain`'s rescue,
+//! which waits in task context.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::plan::{DropPlan, make_ready_unit};
+use super::state::{BacklogEntry, Dontcache, Io, UNITS_MAX, page_size};
+use super::stats::add;
+use crate::bio::{Bio, Buf, Op};
+use crate::sys;
+use crate::task::Completer;
+
+/// The units one batch wait covers.
+#[derive(Debug)]
+pub(crate) struct Batch(Vec<BacklogEntry>);
+
+/// The stage a completed dontcache write carries next.
+#[derive(Debug)]
+pub(crate) enum NextStage {
+    /// Start the write-back of these bytes (`None`: nothing to do).
+    Kick(Option<(u64, u64)>),
+    /// Wait for the write-back of these bytes (`None`: nothing written),
+    /// then make the units ready.
+    Wait(Option<(u64, u64)>, Batch),
+}
+
+impl Dontcache {
+    /// Whether completed writes carry a kick or batch stage (else each
+    /// write's drop writes it back).
+    pub(crate) fn batches_writes(&self) -> bool {
+        self.batches
+    }
+
+    /// The description batch waits are made on (`None`: a memory device).
+    pub(crate) fn batch_fd(&self) -> Option<&std::fs::File> {
+        self.batch_fd.as_ref()
+    }
+
+    /// A dontcache write was submitted (step 1).
+    pub(super) fn write_opened(&self) {
+        self.writes_open.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A dontcache write was refused after step 1.
+    pub(super) fn write_refused(&self) {
+        self.writes_open.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Every kicked unit, now (at most [`UNITS_MAX`]).
+    fn take_kicked(&self) -> Vec<BacklogEntry> {
+        let mut units = Vec::new();
+        for _ in 0..UNITS_MAX {
+            let Some(unit) = self.kicked.pop() else {
+                break;
+            };
+            self.kicked_bytes.fetch_sub(unit.len, Ordering::SeqCst);
+            units.push(unit);
+        }
+        units
+    }
+
+    /// In task context (a flush, or a waiter's rescue): waits for the
+    /// kicked units that no batch wait took, once no dontcache write is in
+    /// flight to take them, and makes them ready.
+    pub(super) fn wait_stranded(&self, io: Io<'_>) {
+        if self.kicked.is_empty() || self.writes_open.load(Ordering::SeqCst) > 0 {
+            return;
+        }
+        let mut units = self.take_kicked();
+        if units.is_empty() {
+            return;
+        }
+        let mut res = 0;
+        if let (Some(fd), Some((offset, len))) = (self.batch_fd.as_ref(), span(&units)) {
+            add(&self.c.writeback_waits, 1);
+            if let Err(e) = sys::sync_range(std::os::fd::AsFd::as_fd(fd), offset, len) {
+                res = -i64::from(e.raw_os_error().unwrap_or(libc::EIO));
+                io.wb.failed(res);
+            }
+        }
+        for mut unit in units.drain(..) {
+            self.waited(&mut unit, res);
+            make_ready_unit(self, unit);
+        }
+    }
+
+    /// A batch's wait ended with `res`: what that means for one unit.
+    fn waited(&self, unit: &mut BacklogEntry, res: i64) {
+        add(&self.c.writeback_batched, 1);
+        if res < 0 {
+            let errno = i32::try_from(-res).unwrap_or(libc::EIO);
+            if errno == libc::EINVAL || errno == libc::EOPNOTSUPP {
+                // No IORING_OP_SYNC_FILE_RANGE here: the drop writes back
+                // first (task context may block).
+                unit.sync_first = true;
+            } else {
+                // A failed write-back leaves nothing to drop that is known
+                // clean; the pages stay.
+                unit.keep = true;
+            }
+        }
+    }
+}
+
+/// The byte range the units' pages span, `None` if they wrote nothing.
+fn span(units: &[BacklogEntry]) -> Option<(u64, u64)> {
+    let page = page_size();
+    let (start, end) = units
+        .iter()
+        .map(BacklogEntry::pages)
+        .filter(|p| !p.is_empty())
+        .fold((u64::MAX, 0), |(s, e), p| (s.min(p.start), e.max(p.end)));
+    (start < end).then(|| (start * page, (end - start) * page))
+}
+
+/// At a dontcache write's completion (atomic context), after
+/// `transferred`: its unit joins the kicked ones, and the stage its slot
+/// carries next is returned with the bio to carry it (the write's drop
+/// bio).
+pub(crate) fn write_done(dc: &Dontcache, mut plan: DropPlan, res: i64) -> (NextStage, Bio) {
+    if res < 0 {
+        plan.unit.keep = true;
+    }
+    let own = {
+        let pages = plan.unit.pages();
+        let page = page_size();
+        (!pages.is_empty() && !plan.unit.keep)
+            .then(|| (pages.start * page, (pages.end - pages.start) * page))
+    };
+    let bio = plan.drop_bio.take().unwrap_or_else(|| {
+        // Cannot happen: a dontcache write has its drop bio until here.
+        Bio::new(Op::Nop, 0, Buf::empty(), |_| {})
+    });
+    let len = plan.unit.len;
+    // SeqCst, with the pops of `take_kicked` and `writes_open`: the write
+    // whose completion finds no other write in flight sees every unit
+    // pushed before.
+    dc.kicked_bytes.fetch_add(len, Ordering::SeqCst);
+    if let Err(unit) = dc.kicked.push(plan.unit) {
+        // Cannot happen: the queue has a place per backlog unit. Wait for
+        // this one alone.
+        tracing::error!("dontcache kicked queue full");
+        dc.kicked_bytes.fetch_sub(len, Ordering::SeqCst);
+        let units = vec![unit];
+        return (NextStage::Wait(span(&units), Batch(units)), bio);
+    }
+    let open = dc.writes_open.fetch_sub(1, Ordering::SeqCst) - 1;
+    let due = open == 0 || dc.kicked_bytes.load(Ordering::SeqCst) >= dc.batch_bytes;
+    if !due {
+        let native = dc.mode == super::DontcacheMode::Native;
+        return (NextStage::Kick(if native { None } else { own }), bio);
+    }
+    let units = dc.take_kicked();
+    if units.is_empty() {
+        // Another write's batch took this one too.
+        return (NextStage::Kick(None), bio);
+    }
+    add(&dc.c.writeback_waits, 1);
+    (NextStage::Wait(span(&units), Batch(units)), bio)
+}
+
+/// A kick ended: the drop bio is deferred (its flush finds what other
+/// batches made ready). `owner` is dropped first (see `not_written`).
+pub(crate) fn kicked<O>(completer: &Completer, owner: O, bio: Bio) {
+    drop(owner);
+    completer.endio(bio);
+}
+
+/// A batch wait ended with `res` (latched on the device by the shared
+/// completion step): its units become ready, and `bio` drops them.
+pub(crate) fn batch_done<O>(
+    completer: &Completer,
+    dc: &Arc<Dontcache>,
+    owner: O,
+    bio: Bio,
+    batch: Batch,
+    res: i64,
+) {
+    let Batch(units) = batch;
+    if res < 0 {
+        let errno = i32::try_from(-res).unwrap_or(libc::EIO);
+        if !matches!(errno, libc::EINVAL | libc::EOPNOTSUPP | libc::ECANCELED) {
+            add(&dc.c.writeback_errors, 1);
+        }
+    }
+    drop(owner);
+    for mut unit in units {
+        dc.waited(&mut unit, res);
+        make_ready_unit(dc, unit);
+    }
+    completer.endio(bio);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::state::DropRuns;
+    use super::*;
+
+    fn unit(offset: u64, len: u64) -> BacklogEntry {
+        BacklogEntry {
+            key: 1,
+            registered: false,
+            offset,
+            len,
+            runs: DropRuns::All,
+            reserved: len,
+            completed: len,
+            write: true,
+            sync_first: false,
+            keep: false,
+            extra: Vec::new(),
+            readahead: false,
+        }
+    }
+
+    #[test]
+    fn a_batch_spans_the_pages_of_its_writes() {
+        let page = page_size();
+        assert_eq!(span(&[]), None);
+        assert_eq!(span(&[unit(0, 0)]), None);
+        assert_eq!(
+            span(&[unit(3 * page, page), unit(page / 2, page)]),
+            Some((0, 4 * page))
+        );
+    }
+}
