@@ -35,10 +35,19 @@ pub(crate) const BATCHES_PER_BACKLOG: u64 = 4;
 /// A description of `file` for batched write-back waits: its error cursor
 /// is endio's own (see `writeback.rs`).
 fn batch_description(file: &File) -> Option<File> {
-    match sys::reopen_for_writeback(file) {
+    second_description(
+        sys::reopen_for_writeback(file),
+        "dontcache writes are written back one by one instead of in batches",
+    )
+}
+
+/// A second description of a device's file, or `None` with a warning that
+/// says what doing without it means.
+fn second_description(opened: io::Result<File>, without: &str) -> Option<File> {
+    match opened {
         Ok(f) => Some(f),
         Err(e) => {
-            tracing::warn!(error = %e, "endio cannot open a second description to wait for dontcache write-back in batches; each write is written back by its drop instead");
+            tracing::warn!(error = %e, "endio cannot open a second description of a dontcache device's file: {without}");
             None
         }
     }
@@ -232,17 +241,14 @@ impl Dontcache {
         let mut ra = Readahead::new(None, sys::READ_AHEAD_DEFAULT);
         if let Some(f) = file {
             sys::no_readahead(f.as_fd())?;
-            let fd = if readable {
-                match sys::reopen_read_only(f) {
-                    Ok(fd) => Some(fd),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "endio cannot open a second descriptor with readahead for sequential dontcache reads; they go without readahead");
-                        None
-                    }
-                }
-            } else {
-                None
-            };
+            let fd = readable
+                .then(|| {
+                    second_description(
+                        sys::reopen_read_only(f),
+                        "sequential dontcache reads go without readahead",
+                    )
+                })
+                .flatten();
             ra = Readahead::new(fd, sys::read_ahead_bytes(f));
         }
         let mut dc = Dontcache::new(setup.mode, true, None, setup.backlog_bytes_max);
@@ -269,18 +275,15 @@ impl Dontcache {
             );
         };
         let mode = probe_mode(file, readable, eof, backend).unwrap_or(DontcacheMode::Emulated);
-        let read_fd = if readable {
-            match sys::reopen_read_only(file).and_then(|f| sys::no_readahead(f.as_fd()).map(|()| f))
-            {
-                Ok(f) => Some(f),
-                Err(e) => {
-                    tracing::warn!(error = %e, "endio cannot open a second descriptor without readahead for per-bio dontcache reads; they use the device's own, and pages read ahead may stay cached");
-                    None
-                }
-            }
-        } else {
-            None
-        };
+        let read_fd = readable
+            .then(|| {
+                second_description(
+                    sys::reopen_read_only(file)
+                        .and_then(|f| sys::no_readahead(f.as_fd()).map(|()| f)),
+                    "per-bio dontcache reads use the device's own, and pages read ahead may stay cached",
+                )
+            })
+            .flatten();
         // No readahead for per-bio dontcache reads (see `plan.rs`).
         let mut dc = Dontcache::new(mode, false, read_fd, BACKLOG_BYTES_MAX_DEFAULT);
         dc.batch_fd = batch_description(file);
