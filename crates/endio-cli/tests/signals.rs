@@ -303,6 +303,11 @@ fn signals_during_bench_bdev_memcg_leave_nothing() {
             "256M",
             "--size",
             "64M",
+            // Timed, so that the run outlasts the signals however fast the
+            // device is (64 MiB alone can be done in under a second).
+            "--runtime",
+            "0.5",
+            "--time-based",
             "--no-plot",
             "--json",
             "-",
