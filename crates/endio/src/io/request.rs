@@ -200,8 +200,11 @@ fn complete(completer: &Completer, req: Request, res: i64) -> Option<Request> {
         sync,
         ..
     } = req;
+    let inflight = Arc::clone(&dev.inflight);
     if let Some(stage) = sync {
-        // A stage of a dontcache write ended (no longer counted in flight).
+        // A stage of a dontcache write ended. The write was counted in
+        // flight until now: a kick holds no backlog unit, so without the
+        // count a `drain` could return while it still holds the device.
         if res < 0 {
             dev.wb.failed(res);
         }
@@ -209,17 +212,17 @@ fn complete(completer: &Completer, req: Request, res: i64) -> Option<Request> {
             NextStage::Kick(_) => DeviceState::kicked(dev, completer, bio),
             NextStage::Wait(_, batch) => DeviceState::batch_done(dev, completer, bio, batch, res),
         }
+        inflight.done();
         return None;
     }
-    let inflight = Arc::clone(&dev.inflight);
     if batched && let Some(mut plan) = behind.take() {
         // A dontcache write: its caller's bio completes now, and its slot
-        // carries the kick of its write-back or a batch's wait.
+        // carries the kick of its write-back or a batch's wait (counted
+        // in flight until that ends).
         bio.set_raw_result(res);
         dev.transferred(&mut plan, res);
         completer.endio(bio);
         let (stage, stage_bio) = dev.write_done(plan, res);
-        inflight.done();
         return Some(Request {
             bio: stage_bio,
             dev,
