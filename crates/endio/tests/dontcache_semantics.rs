@@ -395,6 +395,42 @@ fn drops_go_through_the_completer_and_adjacent_ones_are_coalesced() {
 }
 
 #[test]
+fn small_writes_are_waited_for_in_batches_of_a_quarter_of_the_backlog_units() {
+    // 4 KiB writes fill the backlog's 1024 units long before its 64 MiB: a
+    // batch that waited for a quarter of the bytes would wait until the
+    // backlog was full and every writer stalled, then take all 1024.
+    let completer = Completer::builder().build().unwrap();
+    let engine = null_engine(Duration::ZERO, &completer);
+    let dev = engine
+        .open(
+            "/nonexistent/endio-null",
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .size(64 * MIB)
+                .dontcache(true),
+        )
+        .unwrap();
+    const WRITES: u64 = 4096;
+    let rx: Vec<_> = (0..WRITES)
+        .map(|i| write_at(&dev, i * 4096, 4096, i as u8, BioFlags::empty()))
+        .collect();
+    for r in rx {
+        assert_eq!(r.recv().unwrap(), 4096);
+    }
+    dev.drain();
+    let st = dev.dontcache_stats();
+    eprintln!("{st:?}");
+    assert_eq!(st.writeback_batched, WRITES, "{st:?}");
+    // A quarter of the units, and what the 64 I/Os in flight add while the
+    // batch is taken.
+    assert!((1..=256 + 64).contains(&st.writeback_batch_max), "{st:?}");
+    assert!(st.writeback_waits >= WRITES / (256 + 64), "{st:?}");
+    assert!(completer.wait_idle(Duration::from_secs(10)));
+}
+
+#[test]
 fn a_worker_that_submits_into_a_full_backlog_is_rescued() {
     // No stall rescue by the completer: only the backlog's own rescue can
     // make progress when a worker waits for drops queued behind itself.

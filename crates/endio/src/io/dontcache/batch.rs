@@ -11,8 +11,8 @@
 //!   write-back starts and nobody waits for it. Its end defers the write's
 //!   drop bio, as any dontcache I/O's end does;
 //! * or, when the kicked writes hold a `BATCHES_PER_BACKLOG`th of the
-//!   backlog's bytes, or no other dontcache write of the device is in
-//!   flight, the **batch wait**: it takes every kicked unit and waits once,
+//!   backlog's bytes or units, or no other dontcache write of the device
+//!   is in flight, the **batch wait**: it takes every kicked unit and waits once,
 //!   `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)` over the pages
 //!   they span, on a description of the file that is endio's own (the
 //!   device's `batch_fd`: its error cursor moves only with these waits, so
@@ -32,11 +32,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::plan::{DropPlan, make_ready_unit};
-use super::state::{BacklogEntry, Dontcache, Io, UNITS_MAX, page_size};
+use super::state::{BATCHES_PER_BACKLOG, BacklogEntry, Dontcache, Io, UNITS_MAX, page_size};
 use super::stats::add;
 use crate::bio::{Bio, Buf, Op};
 use crate::sys;
 use crate::task::Completer;
+
+/// The kicked units that make a batch due, whatever their bytes.
+const BATCH_UNITS: usize = UNITS_MAX / BATCHES_PER_BACKLOG as usize;
 
 /// The units one batch wait covers.
 #[derive(Debug)]
@@ -74,7 +77,7 @@ impl Dontcache {
         self.writes_open.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// Every kicked unit, now (at most [`UNITS_MAX`]).
+    /// Every kicked unit, now (at most [`UNITS_MAX`]), for one batch.
     fn take_kicked(&self) -> Vec<BacklogEntry> {
         let mut units = Vec::new();
         for _ in 0..UNITS_MAX {
@@ -84,6 +87,10 @@ impl Dontcache {
             self.kicked_bytes.fetch_sub(unit.len, Ordering::SeqCst);
             units.push(unit);
         }
+        // Relaxed: statistics.
+        self.c
+            .writeback_batch_max
+            .fetch_max(units.len() as u64, Ordering::Relaxed);
         units
     }
 
@@ -173,7 +180,9 @@ pub(crate) fn write_done(dc: &Dontcache, mut plan: DropPlan, res: i64) -> (NextS
         return (NextStage::Wait(span(&units), Batch(units)), bio);
     }
     let open = dc.writes_open.fetch_sub(1, Ordering::SeqCst) - 1;
-    let due = open == 0 || dc.kicked_bytes.load(Ordering::SeqCst) >= dc.batch_bytes;
+    let due = open == 0
+        || dc.kicked_bytes.load(Ordering::SeqCst) >= dc.batch_bytes
+        || dc.kicked.len() >= BATCH_UNITS;
     if !due {
         let native = dc.mode == super::DontcacheMode::Native;
         return (NextStage::Kick(if native { None } else { own }), bio);

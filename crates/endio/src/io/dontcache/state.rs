@@ -29,7 +29,10 @@ pub(crate) const UNITS_MAX: usize = 1024;
 pub(crate) const BACKLOG_BYTES_MAX_DEFAULT: u64 = 64 << 20;
 
 /// A batch of dontcache writes is waited for once it holds this share of
-/// the backlog's bytes (or when no other dontcache write is in flight).
+/// the backlog's bytes or of its units (or when no other dontcache write is
+/// in flight). The units count for small writes: 4 KiB writes fill the
+/// units long before the bytes, and a batch that waited only for the bytes
+/// would wait until the backlog was full and every writer stalled.
 pub(crate) const BATCHES_PER_BACKLOG: u64 = 4;
 
 /// A description of `file` for batched write-back waits: its error cursor

@@ -44,6 +44,8 @@ crate::counters::counters! {
     writeback_waits,
     /// Dontcache writes whose write-back a batch wait covered.
     writeback_batched,
+    /// The most writes one batch wait covered.
+    writeback_batch_max,
     /// Writebacks that failed (the range is then not dropped).
     writeback_errors,
     /// Bytes of completed dontcache I/O whose drop is not done yet, now.
