@@ -7,6 +7,8 @@
 #                                                # 2 repetitions, under 3 minutes
 #   bash scripts/dontcache_bench.sh --sections 1,3   # only those sections
 #   bash scripts/dontcache_bench.sh --out DIR    # results elsewhere
+#   ENDIO=PATH bash scripts/dontcache_bench.sh   # that endio binary (e.g. an
+#                                                # older build), not the fresh one
 #
 # Results: ${CARGO_TARGET_DIR:-target}/dontcache-bench/REPORT.md, the raw
 # JSON and logs of every run in raw/ next to it.
@@ -175,7 +177,7 @@ if ! cargo build --release -q -p endio-cli; then
     echo "dontcache_bench.sh: the build failed" >&2
     exit 1
 fi
-ENDIO="$TARGET_DIR/release/endio"
+ENDIO="${ENDIO:-$TARGET_DIR/release/endio}"
 if ! need_tool python3 python3; then
     echo "dontcache_bench.sh: python3 is needed for the report and could not be installed (needs root and apt)" >&2
     exit 1
@@ -201,6 +203,7 @@ fi
     echo "repetitions: $REPS"
     echo "sections: $SECTIONS"
     echo "git: $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
+    echo "endio: $ENDIO"
     echo "kernel: $(uname -r)"
     echo "nproc: $(nproc)"
     echo "cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
