@@ -211,6 +211,43 @@ fn json_has_every_documented_field_and_fio_keys() {
 }
 
 #[test]
+fn the_dontcache_backlog_is_bounded_as_asked_and_zero_is_refused() {
+    let out = bench(&["--dontcache-backlog", "0"]);
+    assert_refused(
+        &out,
+        &["--dontcache-backlog", "at least one I/O", "such as 64M"],
+    );
+    let dir = disk_dir();
+    let file = dir.path().join("t");
+    let json = dir.path().join("out.json");
+    let out = bench(&[
+        "--target",
+        file.to_str().unwrap(),
+        "--size",
+        "32M",
+        "--bs",
+        "1M",
+        "--mode",
+        "dontcache",
+        "--dontcache-emulated",
+        "--rw",
+        "write",
+        "--dontcache-backlog",
+        "4M",
+        "--no-plot",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_success(&out, "bench --dontcache-backlog 4M");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let stats = &v["jobs"][0]["dontcache"]["stats"];
+    let max = stats["inflight_bytes_max"]
+        .as_u64()
+        .expect("inflight_bytes_max");
+    assert!(max > 0 && max <= 4 << 20, "{stats}");
+}
+
+#[test]
 fn every_mode_completes_with_no_verify_errors() {
     let dir = disk_dir();
     let file = dir.path().join("t");

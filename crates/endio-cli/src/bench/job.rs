@@ -358,7 +358,10 @@ fn open(
         .read(true)
         .write(!read_only)
         .direct(spec.mode == Mode::Direct);
-    let o = dontcache::open_options(o, spec.mode, spec.dontcache_emulated);
+    let mut o = dontcache::open_options(o, spec.mode, spec.dontcache_emulated);
+    if let Some(bytes) = spec.dontcache_backlog {
+        o = o.dontcache_backlog_bytes_max(bytes);
+    }
     let dev = engine
         .open(&target.path, o)
         .map_err(open_error_in_cli_terms)?;

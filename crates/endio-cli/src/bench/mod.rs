@@ -153,6 +153,17 @@ fn parse_size_arg(s: &str) -> Result<u64, String> {
     units::parse_size(s)
 }
 
+fn parse_backlog_arg(s: &str) -> Result<u64, String> {
+    match units::parse_size(s) {
+        Ok(0) => Err(
+            "the backlog must hold at least one I/O; --dontcache-backlog takes a size such as 64M"
+                .into(),
+        ),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e}; --dontcache-backlog takes a size such as 64M")),
+    }
+}
+
 fn parse_memcg_arg(s: &str) -> Result<u64, String> {
     units::parse_size(s).map_err(|e| format!("{e}; --memcg takes the memory limit, e.g. 256M"))
 }
@@ -250,6 +261,12 @@ pub(crate) struct BenchArgs {
     /// RWF_DONTCACHE for the target.
     #[arg(long)]
     dontcache_emulated: bool,
+
+    /// The dontcache backlog of each device: bytes written or read and not
+    /// yet dropped from the page cache, beyond which submits wait (default
+    /// 64M; also at most 1024 I/Os).
+    #[arg(long, value_parser = parse_backlog_arg, value_name = "SIZE")]
+    dontcache_backlog: Option<u64>,
 
     /// Write the results as JSON to FILE, or to standard output with `-`
     /// (the table then goes to standard error).
@@ -525,6 +542,7 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
             end_fsync: args.end_fsync,
             seed,
             dontcache_emulated: args.dontcache_emulated,
+            dontcache_backlog: args.dontcache_backlog,
             rwmixread: args.rwmixread,
             numjobs: args.numjobs,
         };

@@ -26,6 +26,8 @@ pub(crate) struct JobSpec {
     pub(crate) end_fsync: bool,
     pub(crate) seed: u64,
     pub(crate) dontcache_emulated: bool,
+    /// The dontcache backlog's bound in bytes (`None`: the library's).
+    pub(crate) dontcache_backlog: Option<u64>,
     /// Percent of a mixed pattern's I/Os that read.
     pub(crate) rwmixread: u32,
     /// Clones of the workload run at the same time (fio's numjobs).
