@@ -37,6 +37,22 @@ fn null_engine(latency: Duration, completer: &Completer) -> Engine {
         .expect("null engine")
 }
 
+/// A 64 MiB dontcache memory device of a null engine, opened read-write
+/// with `options`.
+fn null_dontcache_device(engine: &Engine, options: OpenOptions) -> Device {
+    engine
+        .open(
+            "/nonexistent/endio-null",
+            options
+                .read(true)
+                .write(true)
+                .create(true)
+                .size(64 * MIB)
+                .dontcache(true),
+        )
+        .unwrap()
+}
+
 /// Submits a write of `len` bytes of `fill` at `offset` and returns a
 /// receiver of its result.
 fn write_at(
@@ -250,18 +266,10 @@ fn the_backlog_bounds_dontcache_io_and_refuses_when_the_caller_may_not_wait() {
     // Slow "hardware": the first writes are still in flight when the
     // backlog is full.
     let engine = null_engine(Duration::from_millis(50), &completer);
-    let dev = engine
-        .open(
-            "/nonexistent/endio-null",
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .size(64 * MIB)
-                .dontcache(true)
-                .dontcache_backlog_bytes_max(4 * MIB),
-        )
-        .unwrap();
+    let dev = null_dontcache_device(
+        &engine,
+        OpenOptions::new().dontcache_backlog_bytes_max(4 * MIB),
+    );
     let mut rx: Vec<_> = (0..4)
         .map(|i| write_at(&dev, i * MIB, MIB as usize, 7, BioFlags::empty()))
         .collect();
@@ -352,17 +360,7 @@ fn drops_go_through_the_completer_and_adjacent_ones_are_coalesced() {
     let completer = Completer::builder().build().unwrap();
     // All 32 writes complete in one pass of the interrupt thread.
     let engine = null_engine(Duration::from_millis(30), &completer);
-    let dev = engine
-        .open(
-            "/nonexistent/endio-null",
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .size(64 * MIB)
-                .dontcache(true),
-        )
-        .unwrap();
+    let dev = null_dontcache_device(&engine, OpenOptions::new());
     let before = completer.stats().total;
     let rx: Vec<_> = (0..32)
         .map(|i| write_at(&dev, i * 65536, 65536, i as u8, BioFlags::empty()))
@@ -401,17 +399,7 @@ fn small_writes_are_waited_for_in_batches_of_a_quarter_of_the_backlog_units() {
     // backlog was full and every writer stalled, then take all 1024.
     let completer = Completer::builder().build().unwrap();
     let engine = null_engine(Duration::ZERO, &completer);
-    let dev = engine
-        .open(
-            "/nonexistent/endio-null",
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .size(64 * MIB)
-                .dontcache(true),
-        )
-        .unwrap();
+    let dev = null_dontcache_device(&engine, OpenOptions::new());
     const WRITES: u64 = 4096;
     let rx: Vec<_> = (0..WRITES)
         .map(|i| write_at(&dev, i * 4096, 4096, i as u8, BioFlags::empty()))
@@ -436,18 +424,7 @@ fn a_worker_that_submits_into_a_full_backlog_is_rescued() {
     // make progress when a worker waits for drops queued behind itself.
     let completer = Completer::builder().stall_timeout(None).build().unwrap();
     let engine = null_engine(Duration::ZERO, &completer);
-    let dev = engine
-        .open(
-            "/nonexistent/endio-null",
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .size(64 * MIB)
-                .dontcache(true)
-                .dontcache_backlog_bytes_max(MIB),
-        )
-        .unwrap();
+    let dev = null_dontcache_device(&engine, OpenOptions::new().dontcache_backlog_bytes_max(MIB));
     let (tx, rx) = mpsc::channel();
     let tx = Arc::new(Mutex::new(tx));
     fn chain(dev: Device, i: u64, tx: Arc<Mutex<mpsc::Sender<u64>>>) {
