@@ -71,7 +71,9 @@ impl Request {
     }
 
     /// The descriptor to issue the I/O on (`None` for a memory device): for
-    /// a write-back stage, the write's own waiter, never the device's.
+    /// a write-back wait, a description of endio's own (the write's waiter,
+    /// or the device's batch description), never the device's; a kick,
+    /// which consumes no error, goes to the device's.
     pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
         if let Some(stage) = &self.sync {
             let wait = matches!(stage, NextStage::Wait(..));

@@ -12,11 +12,11 @@
 //!   drop bio, as any dontcache I/O's end does;
 //! * or, when the kicked writes hold a `BATCHES_PER_BACKLOG`th of the
 //!   backlog's bytes or units, or no other dontcache write of the device
-//!   is in flight, the **batch wait**: it takes every kicked unit and waits once,
-//!   `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)` over the pages
-//!   they span, on a description of the file that is endio's own (the
-//!   device's `batch_fd`: its error cursor moves only with these waits, so
-//!   each write-back error of the file is reported to one of them, and
+//!   is in flight, the **batch wait**: it takes every kicked unit and
+//!   waits once, `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)` over
+//!   the pages they span, on a description of the file that is endio's
+//!   own (`BatchWaits::On`: its error cursor moves only with these waits,
+//!   so each write-back error of the file is reported to one of them, and
 //!   never consumed from the user's description, see `writeback.rs`). When
 //!   it ends, the units become ready and one drop bio drops them all.
 //!
@@ -32,7 +32,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::plan::{DropPlan, make_ready_unit};
-use super::state::{BATCHES_PER_BACKLOG, BacklogEntry, Dontcache, Io, UNITS_MAX, page_size};
+use super::state::{
+    BATCHES_PER_BACKLOG, BacklogEntry, BatchWaits, Dontcache, Io, UNITS_MAX, page_size,
+};
 use super::stats::add;
 use crate::bio::{Bio, Buf, Op};
 use crate::sys;
@@ -59,12 +61,15 @@ impl Dontcache {
     /// Whether completed writes carry a kick or batch stage (else each
     /// write's drop writes it back).
     pub(crate) fn batches_writes(&self) -> bool {
-        self.batches
+        !matches!(self.waits, BatchWaits::PerWrite)
     }
 
     /// The description batch waits are made on (`None`: a memory device).
     pub(crate) fn batch_fd(&self) -> Option<&std::fs::File> {
-        self.batch_fd.as_ref()
+        match &self.waits {
+            BatchWaits::On(f) => Some(f),
+            BatchWaits::Memory | BatchWaits::PerWrite => None,
+        }
     }
 
     /// A dontcache write was submitted (step 1).
@@ -106,7 +111,7 @@ impl Dontcache {
             return;
         }
         let mut res = 0;
-        if let (Some(fd), Some((offset, len))) = (self.batch_fd.as_ref(), span(&units)) {
+        if let (Some(fd), Some((offset, len))) = (self.batch_fd(), span(&units)) {
             add(&self.c.writeback_waits, 1);
             if let Err(e) = sys::sync_range(std::os::fd::AsFd::as_fd(fd), offset, len) {
                 res = -i64::from(e.raw_os_error().unwrap_or(libc::EIO));

@@ -35,13 +35,30 @@ pub(crate) const BACKLOG_BYTES_MAX_DEFAULT: u64 = 64 << 20;
 /// would wait until the backlog was full and every writer stalled.
 pub(crate) const BATCHES_PER_BACKLOG: u64 = 4;
 
-/// A description of `file` for batched write-back waits: its error cursor
-/// is endio's own (see `writeback.rs`).
-fn batch_description(file: &File) -> Option<File> {
-    second_description(
-        sys::reopen_for_writeback(file),
-        "dontcache writes are written back one by one instead of in batches",
-    )
+/// How a device's dontcache writes are waited for.
+#[derive(Debug)]
+pub(crate) enum BatchWaits {
+    /// In batches, with nothing to wait for: a memory device.
+    Memory,
+    /// In batches, on this description of the file: its error cursor is
+    /// endio's own (see `writeback.rs`).
+    On(File),
+    /// One by one, by each write's drop: no such description could be
+    /// opened.
+    PerWrite,
+}
+
+impl BatchWaits {
+    /// Batch waits on a new description of `file`, or one by one.
+    fn on(file: &File) -> BatchWaits {
+        match second_description(
+            sys::reopen_for_writeback(file),
+            "dontcache writes are written back one by one instead of in batches",
+        ) {
+            Some(f) => BatchWaits::On(f),
+            None => BatchWaits::PerWrite,
+        }
+    }
 }
 
 /// A second description of a device's file, or `None` with a warning that
@@ -177,10 +194,8 @@ pub(crate) struct Dontcache {
     pub(super) read_fd: Option<File>,
     /// Sequential reads keep readahead (see `readahead.rs`).
     pub(super) ra: Readahead,
-    /// The description batched write-back waits are made on (see
-    /// `batch.rs`); `None` for a memory device, or where it could not be
-    /// opened (each write is then written back by its drop).
-    pub(super) batch_fd: Option<File>,
+    /// How the device's dontcache writes are waited for (see `batch.rs`).
+    pub(super) waits: BatchWaits,
     /// Writes whose data is in the page cache and whose write-back was
     /// started, waiting for a batch wait (a place per backlog unit).
     pub(super) kicked: ArrayQueue<BacklogEntry>,
@@ -190,9 +205,6 @@ pub(crate) struct Dontcache {
     pub(super) writes_open: AtomicU32,
     /// A batch is waited for once its writes hold this many bytes.
     pub(super) batch_bytes: u64,
-    /// Writes are written back in batches: a memory device, or a file with
-    /// `batch_fd`.
-    pub(super) batches: bool,
     pub(super) backlog_bytes_max: u64,
     pub(super) ready: ArrayQueue<BacklogEntry>,
     pub(super) backlog_units: AtomicU32,
@@ -256,8 +268,9 @@ impl Dontcache {
         }
         let mut dc = Dontcache::new(setup.mode, true, None, setup.backlog_bytes_max);
         dc.ra = ra;
-        dc.batch_fd = file.and_then(batch_description);
-        dc.batches = file.is_none() || dc.batch_fd.is_some();
+        if let Some(f) = file {
+            dc.waits = BatchWaits::on(f);
+        }
         Ok(dc)
     }
 
@@ -289,8 +302,7 @@ impl Dontcache {
             .flatten();
         // No readahead for per-bio dontcache reads (see `plan.rs`).
         let mut dc = Dontcache::new(mode, false, read_fd, BACKLOG_BYTES_MAX_DEFAULT);
-        dc.batch_fd = batch_description(file);
-        dc.batches = dc.batch_fd.is_some();
+        dc.waits = BatchWaits::on(file);
         dc
     }
 
@@ -305,13 +317,12 @@ impl Dontcache {
             whole_device,
             read_fd,
             ra: Readahead::new(None, sys::READ_AHEAD_DEFAULT),
-            batch_fd: None,
+            // A memory device (the file's constructors decide for files).
+            waits: BatchWaits::Memory,
             kicked: ArrayQueue::new(UNITS_MAX),
             kicked_bytes: AtomicU64::new(0),
             writes_open: AtomicU32::new(0),
             batch_bytes: (backlog_bytes_max / BATCHES_PER_BACKLOG).max(1),
-            // A memory device (the file's constructors decide for files).
-            batches: true,
             backlog_bytes_max: backlog_bytes_max.max(1),
             ready: ArrayQueue::new(UNITS_MAX),
             backlog_units: AtomicU32::new(0),
