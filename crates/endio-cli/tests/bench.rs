@@ -93,6 +93,25 @@ fn memcg_without_root_is_refused() {
     assert_refused(&out, &["--memcg needs root", "uid 65534", "drop --memcg"]);
 }
 
+/// Runs `endio bench ARGS` on a new file with `--json FILE`, asserts that
+/// it succeeded (`what` names it), and returns its standard output and the
+/// JSON.
+fn bench_json_on_a_file(args: &[&str], what: &str) -> (String, Value) {
+    let dir = disk_dir();
+    let file = dir.path().join("t");
+    let json = dir.path().join("out.json");
+    let mut all = vec![
+        "--target",
+        file.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    let stdout = assert_success(&bench(&all), what);
+    let text = std::fs::read_to_string(&json).unwrap();
+    (stdout, serde_json::from_str(&text).unwrap())
+}
+
 /// Every field of a job's report, and the fio keys, present and typed.
 fn check_job_fields(job: &Value) {
     let name = job["jobname"].as_str().unwrap_or("?").to_owned();
@@ -160,26 +179,20 @@ fn check_job_fields(job: &Value) {
 
 #[test]
 fn json_has_every_documented_field_and_fio_keys() {
-    let dir = disk_dir();
-    let file = dir.path().join("t");
-    let json = dir.path().join("out.json");
-    let out = bench(&[
-        "--target",
-        file.to_str().unwrap(),
-        "--size",
-        "8M",
-        "--mode",
-        "buffered",
-        "--mode",
-        "dontcache",
-        "--rw",
-        "write,read",
-        "--json",
-        json.to_str().unwrap(),
-    ]);
-    let stdout = assert_success(&out, "bench --json FILE");
+    let (stdout, v) = bench_json_on_a_file(
+        &[
+            "--size",
+            "8M",
+            "--mode",
+            "buffered",
+            "--mode",
+            "dontcache",
+            "--rw",
+            "write,read",
+        ],
+        "bench --json FILE",
+    );
     assert!(stdout.contains("sequential write"), "{stdout}");
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let jobs = v["jobs"].as_array().expect("jobs");
     let names: Vec<&str> = jobs
         .iter()
@@ -217,29 +230,23 @@ fn the_dontcache_backlog_is_bounded_as_asked_and_zero_is_refused() {
         &out,
         &["--dontcache-backlog", "at least one I/O", "such as 64M"],
     );
-    let dir = disk_dir();
-    let file = dir.path().join("t");
-    let json = dir.path().join("out.json");
-    let out = bench(&[
-        "--target",
-        file.to_str().unwrap(),
-        "--size",
-        "32M",
-        "--bs",
-        "1M",
-        "--mode",
-        "dontcache",
-        "--dontcache-emulated",
-        "--rw",
-        "write",
-        "--dontcache-backlog",
-        "4M",
-        "--no-plot",
-        "--json",
-        json.to_str().unwrap(),
-    ]);
-    assert_success(&out, "bench --dontcache-backlog 4M");
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let (_, v) = bench_json_on_a_file(
+        &[
+            "--size",
+            "32M",
+            "--bs",
+            "1M",
+            "--mode",
+            "dontcache",
+            "--dontcache-emulated",
+            "--rw",
+            "write",
+            "--dontcache-backlog",
+            "4M",
+            "--no-plot",
+        ],
+        "bench --dontcache-backlog 4M",
+    );
     let stats = &v["jobs"][0]["dontcache"]["stats"];
     let max = stats["inflight_bytes_max"]
         .as_u64()
