@@ -22,8 +22,8 @@
 //!   next one (again `recycle` or `new bio`); and, for comparison, a producer
 //!   thread making every bio while the worker ends it (`cross-thread`), where
 //!   the node is freed on another thread than the one that allocates it and
-//!   comes back through the CPU's node depot: with 256 bios in flight the
-//!   caches hold them all; with 4096, more than they keep.
+//!   comes back through the CPU's depot of node magazines, at 256 and at
+//!   4096 bios in flight.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::PathBuf;
@@ -318,9 +318,8 @@ fn completer_loops(args: &Args, completer: &Completer) {
             counts,
         );
     }
-    // A producer thread makes every bio; the worker ends it: with a window
-    // the node caches cover (the thread's and the CPU's), and with one they
-    // do not.
+    // A producer thread makes every bio; the worker ends it: a small
+    // window and a large one.
     for window in [256u64, 4096] {
         cross_thread(completer, args, window);
     }

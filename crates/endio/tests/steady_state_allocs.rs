@@ -2,8 +2,9 @@
 //! backend, in steady state: a closed loop whose handlers make the next bio
 //! (by `EndedBio::into_bio`, or a new `Bio` on the same thread) allocates
 //! nothing once warmed up. A counting global allocator (this test binary's
-//! own) counts every allocation of the process; the one test runs its loops
-//! one after the other, so nothing else runs meanwhile.
+//! own) counts every allocation of the process; the tests take one lock,
+//! and each runs its loops one after the other, so nothing else runs
+//! meanwhile.
 //!
 //! The completer is built without its hotplug watcher, whose periodic read
 //! of the sysfs CPU lists allocates (a few times per poll, not per I/O).
@@ -53,6 +54,9 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 const IN_FLIGHT: u32 = 16;
+
+/// Held by each test: the allocator's count is the whole process's.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 const WARM_UP: u64 = 20_000;
 const MEASURED: u64 = 100_000;
 
@@ -152,6 +156,7 @@ fn submit_next(job: &Arc<Job>, ended: Option<EndedBio>, n: u64) {
 
 #[test]
 fn deferred_completions_and_null_ios_allocate_nothing_in_steady_state() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let completer = Completer::builder().hotplug_watcher(false).build().unwrap();
     for recycle in [true, false] {
         let lp = Arc::new(Loop {
@@ -203,4 +208,52 @@ fn deferred_completions_and_null_ios_allocate_nothing_in_steady_state() {
         assert!(completer.wait_idle(Duration::from_secs(30)));
         check(&format!("null engine, recycle={recycle}"), counts);
     }
+}
+
+/// Bios a producer thread keeps in flight against the worker that ends
+/// them: more than the thread caches hold, so freed nodes must come back
+/// through the CPU's depot.
+const CROSS_THREAD_WINDOW: u64 = 4096;
+
+/// One thread makes every bio and another (the worker of its CPU) ends it:
+/// each node is freed on the worker and allocated again on the producer.
+/// With thousands in flight, every freed node must come back to the
+/// producer through the depot of their CPU (the producer is pinned, so its
+/// worker is that CPU's).
+#[test]
+fn bios_made_on_one_thread_and_ended_on_another_allocate_nothing_in_steady_state() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let completer = Completer::builder().hotplug_watcher(false).build().unwrap();
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let (completer, done, stop) = (completer.clone(), Arc::clone(&done), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            endio::testing::pin_current_thread(0).expect("pin the producer to CPU 0");
+            let mut sent = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if sent - done.load(Ordering::Relaxed) >= CROSS_THREAD_WINDOW {
+                    std::thread::yield_now();
+                    continue;
+                }
+                let d = Arc::clone(&done);
+                let bio = Bio::nop(move |ended| {
+                    assert!(ended.was_deferred());
+                    d.fetch_add(1, Ordering::Relaxed);
+                })
+                .with_flags(BioFlags::COMPLETE_IN_TASK);
+                let _atomic = context::atomic();
+                completer.endio(bio);
+                sent += 1;
+            }
+        })
+    };
+    let counts = allocations_in_steady_state(&done, || {});
+    stop.store(true, Ordering::Relaxed);
+    producer.join().expect("the producer panicked");
+    assert!(completer.wait_idle(Duration::from_secs(30)));
+    check(
+        &format!("completer, a producer thread makes each bio, window {CROSS_THREAD_WINDOW}"),
+        counts,
+    );
 }
