@@ -14,9 +14,10 @@
 # backends), 3 endio vs fio vs fio with registered buffers and files (temp
 # file and loop device; 4 KiB random direct reads at QD 1, 16 and 64, 1 MiB
 # sequential read and write), 4 dontcache under memory pressure (endio
-# bench --memcg). Sections 2 and 3 alternate the order of the contenders
-# from one repetition to the next; RESULTS.md gives medians, min-max and
-# CPU time per I/O, and a goals table computed from the numbers.
+# bench --memcg). Section 2 alternates the order of the contenders from
+# one repetition to the next, section 3 rotates it and warms the memory up
+# before each buffered workload (see warm_up); RESULTS.md gives medians,
+# min-max and CPU time per I/O, and a goals table computed from the numbers.
 #
 # Exit status: non-zero only if a benchmark failed to run (never on numbers).
 # Root is needed for the loop device, the memcg and installing fio; without it
@@ -131,6 +132,19 @@ if [ "$(stat -f -c %T "$BASE" 2>/dev/null)" = tmpfs ]; then BASE="$TARGET_DIR"; 
 TMPD="$(mktemp -d "$BASE/endio-bench.XXXXXX")"
 FSTYPE="$(findmnt -n -o FSTYPE -T "$TMPD" 2>/dev/null || stat -f -c %T "$TMPD")"
 
+# Whether a virtio balloon reports free pages to the host (feature bit 5,
+# VIRTIO_BALLOON_F_REPORTING): then memory left free for seconds costs a
+# host fault per page when it is next used (see warm_up below).
+page_reporting() {
+    local d
+    for d in /sys/bus/virtio/devices/*; do
+        [ "$(cat "$d/device" 2>/dev/null)" = 0x0005 ] || continue
+        [ "$(cut -c6 "$d/features" 2>/dev/null)" = 1 ] &&
+            { echo "on (virtio-balloon, blocks of order $(cat /sys/module/page_reporting/parameters/page_reporting_order 2>/dev/null || echo '?'))"; return; }
+    done
+    echo off
+}
+
 {
     echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo "mode: $([ $QUICK = 1 ] && echo quick || echo full)"
@@ -140,6 +154,7 @@ FSTYPE="$(findmnt -n -o FSTYPE -T "$TMPD" 2>/dev/null || stat -f -c %T "$TMPD")"
     echo "virtualization: $(systemd-detect-virt 2>/dev/null || echo unknown)"
     echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
     echo "temp dir: $TMPD ($FSTYPE on $(df --output=source "$TMPD" | tail -1))"
+    echo "free page reporting to the hypervisor: $(page_reporting)"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "busiest other processes at start:"
     ps -eo pcpu,comm --sort=-pcpu | sed -n '2,6p' | sed 's/^/  /'
@@ -266,14 +281,36 @@ run_fio() { # tag target rw bs mode tb iodepth fixed(0/1)
         --output-format=json --output="$RAW/$tag.json"
 }
 
+# Memory that a job frees and leaves unused for a few seconds may be handed
+# back to the hypervisor (virtio-balloon free page reporting; machine.txt
+# says whether it is on), and whoever allocates it next pays a host fault
+# per page: here a buffered 1 MiB write run right after the direct random
+# reads (whose cache drop freed the target's pages) ran at a quarter of the
+# speed of the same write run after another buffered job, whichever tool
+# ran it. So before the first contender of each buffered workload, an
+# untimed pass of the same kind over the whole target: every contender then
+# starts right after a buffered job of its own kind.
+warm_up() { # target rw
+    local mib=$(( $(numfmt --from=iec "$FIO_SIZE") >> 20 ))
+    case "$2" in
+        write) dd if=/dev/zero of="$1" bs=1M count="$mib" conv=notrunc,fsync status=none ;;
+        *) dd if="$1" of=/dev/null bs=1M count="$mib" status=none ;;
+    esac || FAILED+=("warm-up $2 of $1")
+}
+
 for t in "${TARGETS[@]}"; do
     tkind="${t%%:*}"; tpath="${t#*:}"
     for rep in $(seq 1 "$FIO_REPS"); do
         mapfile -t wls < <(workloads_for "$tkind")
         for w in "${wls[@]}"; do
             read -r wname rw bs mode tb qd <<<"$w"
-            # alternate who goes first: forward, then backward
-            if [ $((rep % 2)) = 1 ]; then tools="endio fio fiofixed"; else tools="fiofixed fio endio"; fi
+            # who goes first rotates: each tool takes each place in turn
+            case $((rep % 3)) in
+                1) tools="endio fio fiofixed" ;;
+                2) tools="fio fiofixed endio" ;;
+                0) tools="fiofixed endio fio" ;;
+            esac
+            [ "$mode" = buffered ] && warm_up "$tpath" "$rw"
             for tool in $tools; do
                 tag="vs-$tkind-$wname-$tool-$rep"
                 case $tool in

@@ -194,6 +194,9 @@ def vs_section(res):
     print("endio = `endio bench` (handlers deferred to task context, the default); "
           "fio = `--ioengine=io_uring` with the same options and `--invalidate=1`; "
           "fio fixed = the same plus `--fixedbufs=1 --registerfiles=1` (the upper reference). "
+          "Who goes first rotates between repetitions, and each buffered workload is "
+          "preceded by an untimed pass of the same kind over the target, so that no "
+          "contender pays alone for memory the hypervisor took back (see machine.txt). "
           "Median (min–max, n runs); ratios are of the medians.\n")
     rows = []
     cost = []
