@@ -132,19 +132,6 @@ if [ "$(stat -f -c %T "$BASE" 2>/dev/null)" = tmpfs ]; then BASE="$TARGET_DIR"; 
 TMPD="$(mktemp -d "$BASE/endio-bench.XXXXXX")"
 FSTYPE="$(findmnt -n -o FSTYPE -T "$TMPD" 2>/dev/null || stat -f -c %T "$TMPD")"
 
-# Whether a virtio balloon reports free pages to the host (feature bit 5,
-# VIRTIO_BALLOON_F_REPORTING): then memory left free for seconds costs a
-# host fault per page when it is next used (see warm_up below).
-page_reporting() {
-    local d
-    for d in /sys/bus/virtio/devices/*; do
-        [ "$(cat "$d/device" 2>/dev/null)" = 0x0005 ] || continue
-        [ "$(cut -c6 "$d/features" 2>/dev/null)" = 1 ] &&
-            { echo "on (virtio-balloon, blocks of order $(cat /sys/module/page_reporting/parameters/page_reporting_order 2>/dev/null || echo '?'))"; return; }
-    done
-    echo off
-}
-
 {
     echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo "mode: $([ $QUICK = 1 ] && echo quick || echo full)"
@@ -154,7 +141,7 @@ page_reporting() {
     echo "virtualization: $(systemd-detect-virt 2>/dev/null || echo unknown)"
     echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
     echo "temp dir: $TMPD ($FSTYPE on $(df --output=source "$TMPD" | tail -1))"
-    echo "free page reporting to the hypervisor: $(page_reporting)"
+    echo "free page reporting to the hypervisor: $(bash "$ROOT/scripts/page_reporting.sh")"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "busiest other processes at start:"
     ps -eo pcpu,comm --sort=-pcpu | sed -n '2,6p' | sed 's/^/  /'
