@@ -16,7 +16,7 @@
 # sequential read and write), 4 dontcache under memory pressure (endio
 # bench --memcg). Section 2 alternates the order of the contenders from
 # one repetition to the next, section 3 rotates it and warms the memory up
-# before each buffered workload (see warm_up); RESULTS.md gives medians,
+# before each buffered workload (see bench_lib.sh); RESULTS.md gives medians,
 # min-max and CPU time per I/O, and a goals table computed from the numbers.
 #
 # Exit status: non-zero only if a benchmark failed to run (never on numbers).
@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
         --out) OUT="$2"; shift ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -73,6 +73,7 @@ PIDS=()      # every benchmark process started (for memcgs it may leave behind)
 CUR=""       # the one running now
 TMPD=""
 IS_ROOT=0; [ "$(id -u)" = 0 ] && IS_ROOT=1
+source "$ROOT/scripts/bench_lib.sh"
 
 log() { printf '\n== %s [%ss]\n' "$*" "$(( $(date +%s) - START ))"; }
 skip() { echo "SKIPPED: $*"; SKIPPED+=("$*"); }
@@ -141,7 +142,7 @@ FSTYPE="$(findmnt -n -o FSTYPE -T "$TMPD" 2>/dev/null || stat -f -c %T "$TMPD")"
     echo "virtualization: $(systemd-detect-virt 2>/dev/null || echo unknown)"
     echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
     echo "temp dir: $TMPD ($FSTYPE on $(df --output=source "$TMPD" | tail -1))"
-    echo "free page reporting to the hypervisor: $(bash "$ROOT/scripts/page_reporting.sh")"
+    echo "free page reporting to the hypervisor: $(page_reporting)"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "busiest other processes at start:"
     ps -eo pcpu,comm --sort=-pcpu | sed -n '2,6p' | sed 's/^/  /'
@@ -184,16 +185,7 @@ done
 # -------------------------------------------------------- 3. endio vs fio
 log "3. endio vs fio vs fio with registered buffers and files"
 HAVE_FIO=0
-if command -v fio >/dev/null; then
-    HAVE_FIO=1
-elif [ $IS_ROOT = 1 ] && command -v apt-get >/dev/null; then
-    echo "installing Debian's fio"
-    if (apt-get install -y -qq fio >/dev/null 2>&1 ||
-        { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fio >/dev/null 2>&1; }) &&
-        command -v fio >/dev/null; then
-        HAVE_FIO=1
-    fi
-fi
+need_tool fio fio && HAVE_FIO=1
 if [ $HAVE_FIO = 1 ]; then
     fio --version > "$RAW/fio-version.txt"
     echo "fio: $(cat "$RAW/fio-version.txt")"
@@ -268,23 +260,6 @@ run_fio() { # tag target rw bs mode tb iodepth fixed(0/1)
         --output-format=json --output="$RAW/$tag.json"
 }
 
-# Memory that a job frees and leaves unused for a few seconds may be handed
-# back to the hypervisor (virtio-balloon free page reporting; machine.txt
-# says whether it is on), and whoever allocates it next pays a host fault
-# per page: here a buffered 1 MiB write run right after the direct random
-# reads (whose cache drop freed the target's pages) ran at a quarter of the
-# speed of the same write run after another buffered job, whichever tool
-# ran it. So before the first contender of each buffered workload, an
-# untimed pass of the same kind over the whole target: every contender then
-# starts right after a buffered job of its own kind.
-warm_up() { # target rw
-    local mib=$(( $(numfmt --from=iec "$FIO_SIZE") >> 20 ))
-    case "$2" in
-        write) dd if=/dev/zero of="$1" bs=1M count="$mib" conv=notrunc,fsync status=none ;;
-        *) dd if="$1" of=/dev/null bs=1M count="$mib" status=none ;;
-    esac || FAILED+=("warm-up $2 of $1")
-}
-
 for t in "${TARGETS[@]}"; do
     tkind="${t%%:*}"; tpath="${t#*:}"
     for rep in $(seq 1 "$FIO_REPS"); do
@@ -292,12 +267,12 @@ for t in "${TARGETS[@]}"; do
         for w in "${wls[@]}"; do
             read -r wname rw bs mode tb qd <<<"$w"
             # who goes first rotates: each tool takes each place in turn
-            case $((rep % 3)) in
-                1) tools="endio fio fiofixed" ;;
-                2) tools="fio fiofixed endio" ;;
-                0) tools="fiofixed endio fio" ;;
-            esac
-            [ "$mode" = buffered ] && warm_up "$tpath" "$rw"
+            tools="$(order "$rep" endio fio fiofixed)"
+            # an untimed pass of the same kind first, so that every contender
+            # starts right after a buffered job of its own kind (bench_lib.sh)
+            if [ "$mode" = buffered ] && ! warm_up "$tpath" "$FIO_SIZE" "$rw"; then
+                FAILED+=("warm-up $rw of $tpath")
+            fi
             for tool in $tools; do
                 tag="vs-$tkind-$wname-$tool-$rep"
                 case $tool in

@@ -148,28 +148,7 @@ run() {
     return $rc
 }
 
-# A tool the script needs: there, or installed from the distribution
-# (root and apt-get), else missing.
-need_tool() { # command package
-    command -v "$1" >/dev/null && return 0
-    if [ $IS_ROOT = 1 ] && command -v apt-get >/dev/null; then
-        echo "installing Debian's $2 (for $1)"
-        (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null 2>&1 ||
-            { apt-get update -qq >/dev/null 2>&1 &&
-              DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null 2>&1; })
-    fi
-    command -v "$1" >/dev/null
-}
-
-# The contenders of repetition REP (1-based) in turn: the list rotated by
-# REP-1 (ABC, BCA, CAB, ...; two alternate AB, BA).
-order() { # rep contender...
-    local rep="$1"; shift
-    local list=("$@") n=$# k i out=()
-    k=$(( (rep - 1) % n ))
-    for ((i = 0; i < n; i++)); do out+=("${list[$(( (i + k) % n ))]}"); done
-    echo "${out[*]}"
-}
+source "$ROOT/scripts/bench_lib.sh"
 
 # ---------------------------------------------------------------- setup
 log "build"
@@ -210,7 +189,7 @@ fi
     echo "virtualization: $(systemd-detect-virt 2>/dev/null || echo unknown)"
     echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
     echo "memory cgroup: $CGROUP"
-    echo "free page reporting to the hypervisor: $(bash "$ROOT/scripts/page_reporting.sh")"
+    echo "free page reporting to the hypervisor: $(page_reporting)"
     echo "temp dir: $TMPD ($FSTYPE on $(df --output=source "$TMPD" | tail -1))"
     echo "sizes: loop device $LOOP_SIZE, file $FILE_SIZE, memory cgroup $MEM_LIMIT, iodepth $QD, 4 KiB random jobs capped at ${RAND_RT} s"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -251,24 +230,12 @@ if want 2 || want 3 || want 4; then
         --mode direct --no-plot
 fi
 
-# Memory that a job frees and leaves unused for a few seconds may be handed
-# back to the hypervisor (virtio-balloon free page reporting; machine.txt
-# says whether it is on), and whoever allocates it next pays a host fault
-# per page: a buffered job run after a direct or dontcache one (which leave
-# their memory free) paid for it alone, whatever endio did. So before each
-# measured job, an untimed buffered read of the whole target: every job
-# then starts with the target cached, drops that cache and reuses the
-# memory at once.
-warm_up() { # target size
-    dd if="$1" of=/dev/null bs=1M count=$(( $(numfmt --from=iec "$2") >> 20 )) status=none ||
-        FAILED+=("warm-up read of $1")
-}
-
 # One measured job: bench TAG TARGET SIZE RW MODE [extra endio bench args].
 bench() {
     local tag="$1" target="$2" size="$3" rw="$4" mode="$5"; shift 5
     local rt="$SEQ_RT"; case "$rw" in rand*) rt="$RAND_RT" ;; esac
-    warm_up "$target" "$size"
+    # untimed, so that no mode pays alone for memory left free (bench_lib.sh)
+    warm_up "$target" "$size" read || FAILED+=("warm-up read of $target")
     run "$tag" "$ENDIO" bench --target "$target" --size "$size" --rw "$rw" --iodepth "$QD" \
         --mode "$mode" --runtime "$rt" "$@" --json "$RAW/$tag.json" --no-plot
 }
