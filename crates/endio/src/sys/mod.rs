@@ -12,6 +12,7 @@ mod cpulist;
 mod dontcache;
 pub mod hotplug;
 pub(crate) mod inline_fn;
+mod irq;
 mod uring;
 mod wake;
 mod writeback;
@@ -24,6 +25,7 @@ pub use dontcache::{
     drop_range, no_readahead, probe_dontcache_preadv2, probe_dontcache_uring, read_ahead_bytes,
     reopen_read_only, sync_range, sync_range_with,
 };
+pub use irq::interrupt_cpus;
 pub use uring::{UringUnavailable, diagnose_uring_error, probe_io_uring, read_io_uring_disabled};
 pub use wake::{EventFd, futex_wait, futex_wake};
 pub use writeback::{reopen_for_writeback, writeback_error_probe};
