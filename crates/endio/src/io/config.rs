@@ -106,5 +106,7 @@ pub enum EngineError {
 pub(crate) struct Config {
     pub(crate) null_latency: Duration,
     pub(crate) pin: bool,
+    /// `EngineBuilder::steer_direct_io`.
+    pub(crate) steer_direct: bool,
     pub(crate) shutdown_grace: Duration,
 }

@@ -352,6 +352,21 @@ impl Device {
     pub fn backend(&self) -> Backend {
         self.handle.shared.backend
     }
+
+    /// The CPUs whose rings this device's I/O is issued on, when it is
+    /// steered to the CPUs that take its completion interrupts (see
+    /// `EngineBuilder::steer_direct_io`); `None`: each I/O goes to the ring
+    /// of the CPU that submits it.
+    pub fn steered_cpus(&self) -> Option<Vec<usize>> {
+        let lanes = self.handle.shared.steer.as_deref()?;
+        let engine = &self.handle.engine;
+        Some(
+            lanes
+                .iter()
+                .filter_map(|&l| engine.lanes[l as usize].cpu)
+                .collect(),
+        )
+    }
 }
 
 #[cfg(test)]

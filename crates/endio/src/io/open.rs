@@ -454,6 +454,14 @@ fn open_file(
         let state = Dontcache::for_device(Some(&file), o.read, &setup).map_err(io_err)?;
         let _ = dontcache.set(Arc::new(state));
     }
+    let steer = if o.direct {
+        steer_lanes(engine, &file, kind)
+    } else {
+        None
+    };
+    if let Some(lanes) = &steer {
+        tracing::debug!(path = %path.display(), ?lanes, "direct I/O steered to the lanes of the CPUs that take the device's interrupts");
+    }
     Ok(DeviceState {
         path: path.to_path_buf(),
         target: Target::File(file),
@@ -470,7 +478,34 @@ fn open_file(
         dontcache,
         wb: WbState::new(path),
         mixing: mixing_opens,
+        steer,
     })
+}
+
+/// The lanes the direct I/O of `file` is issued on, when its device's
+/// completion interrupts land on some of the engine's lanes' CPUs and not
+/// all (see `EngineBuilder::steer_direct_io`); `None` otherwise, and on
+/// any backend but io_uring with pinned reapers.
+fn steer_lanes(engine: &EngineShared, file: &File, kind: DeviceKind) -> Option<Box<[u32]>> {
+    if engine.backend != Backend::Uring || !engine.config.pin || !engine.config.steer_direct {
+        return None;
+    }
+    let meta = file.metadata().ok()?;
+    let dev = match kind {
+        DeviceKind::BlockDevice => meta.rdev(),
+        DeviceKind::File | DeviceKind::Memory => meta.dev(),
+    };
+    let cpus = sys::interrupt_cpus(
+        Path::new("/sys"),
+        Path::new("/proc"),
+        rustix::fs::major(dev),
+        rustix::fs::minor(dev),
+    )?;
+    let lanes: Vec<u32> = (0..engine.lanes.len())
+        .filter(|&i| engine.lanes[i].cpu.is_some_and(|c| cpus.contains(&c)))
+        .map(|i| i as u32)
+        .collect();
+    (!lanes.is_empty() && lanes.len() < engine.lanes.len()).then(|| lanes.into_boxed_slice())
 }
 
 /// The null backend's device: the geometry of `path` if it exists (or
@@ -530,5 +565,6 @@ fn open_memory(
         dontcache,
         wb: WbState::new(path),
         mixing: None,
+        steer: None,
     })
 }

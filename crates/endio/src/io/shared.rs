@@ -40,10 +40,18 @@ impl fmt::Debug for EngineShared {
 }
 
 impl EngineShared {
-    fn home_lane(&self) -> usize {
+    /// The lane of the calling CPU; for a steered device, that lane if it
+    /// is one of the device's, else one of the device's chosen by the CPU.
+    fn home_lane(&self, steer: Option<&[u32]>) -> usize {
         let cpu = sys::current_cpu();
         let n = self.lane_of_cpu.len();
-        self.lane_of_cpu[if cpu < n { cpu } else { cpu % n }] as usize
+        let own = self.lane_of_cpu[if cpu < n { cpu } else { cpu % n }];
+        match steer {
+            Some(lanes) if !lanes.is_empty() && !lanes.contains(&own) => {
+                lanes[cpu % lanes.len()] as usize
+            }
+            _ => own as usize,
+        }
     }
 
     /// Steps 2-3 of the flow: a slot, then the inbox, then the bell.
@@ -58,7 +66,7 @@ impl EngineShared {
         if self.closed.load(Ordering::Relaxed) {
             return Err((req, SubmitErrorKind::ShutDown));
         }
-        let Some(index) = self.acquire(may_wait) else {
+        let Some(index) = self.acquire(req.dev.steer.as_deref(), may_wait) else {
             let kind = if self.closed.load(Ordering::Relaxed) {
                 SubmitErrorKind::ShutDown
             } else {
@@ -85,8 +93,8 @@ impl EngineShared {
 
     /// A slot of the home lane, else of any lane; waits (bounded sleeps,
     /// re-checking every lane) if `may_wait`.
-    fn acquire(&self, may_wait: bool) -> Option<usize> {
-        let home = self.home_lane();
+    fn acquire(&self, steer: Option<&[u32]>, may_wait: bool) -> Option<usize> {
+        let home = self.home_lane(steer);
         let n = self.lanes.len();
         loop {
             for i in 0..n {

@@ -94,6 +94,10 @@ pub(crate) struct DeviceState {
     /// A block device's place among the process's buffered and direct
     /// opens of it (see `mixing.rs`); `None` for files and memory.
     pub(crate) mixing: Option<Registration>,
+    /// The lanes this device's I/O is issued on, when it is steered to the
+    /// CPUs that take its interrupts (`EngineBuilder::steer_direct_io`);
+    /// `None`: the submitting CPU's lane.
+    pub(crate) steer: Option<Box<[u32]>>,
 }
 
 impl fmt::Debug for DeviceState {
