@@ -21,7 +21,8 @@
 //! 3. Waits are futex waits with a timeout and a re-check: a lost wakeup
 //!    would cost at most one timeout, and the argument below shows there is
 //!    none; nothing spins. The null backend's thread, when it just handed
-//!    handlers to the completer, yields at most [`YIELDS_BEFORE_SLEEP`]
+//!    handlers to the completer, and the io_uring reaper, when it did so
+//!    and has nothing left in the kernel, yield at most [`YIELDS_BEFORE_SLEEP`]
 //!    times before it sleeps, then sleeps as before: the handshake is
 //!    unchanged.
 
@@ -117,7 +118,8 @@ impl Slots {
 
 /// Yields a backend thread makes before it sleeps when a submission is
 /// expected: it just completed requests whose handlers are deferred to the
-/// completer worker of its CPU (`COMPLETE_IN_TASK`), and such a handler
+/// completer worker of its CPU (`COMPLETE_IN_TASK`) (the io_uring reaper:
+/// and left nothing in the kernel), and such a handler
 /// often resubmits within the worker's run. Sleeping instead makes the
 /// worker's first resubmit ring the bell, and the woken thread preempts the
 /// worker on their shared CPU to take that one request: a wakeup and two

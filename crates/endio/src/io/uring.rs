@@ -19,7 +19,16 @@
 //!
 //! The reaper sleeps in `io_uring_enter(GETEVENTS)`; it keeps a read of its
 //! lane's eventfd in flight, which a submitter completes by bumping the
-//! eventfd when it finds the reaper asleep (see `lane::RingBell`).
+//! eventfd when it finds the reaper asleep (see `lane::RingBell`). When a
+//! pass leaves nothing in the kernel, it first yields a few times to the
+//! worker it may have woken (step 8 of the loop).
+//!
+//! # Which ring an I/O goes to
+//!
+//! The submitting CPU's, except for the direct I/O of a device whose
+//! completion interrupts all land on some CPUs: it goes to those CPUs'
+//! rings (`EngineBuilder::steer_direct_io`), so the completion wakes a
+//! reaper on the CPU the interrupt came to, not across CPUs.
 //!
 //! # Bounds
 //!
@@ -311,9 +320,25 @@ fn reaper_main(
         // 7. The completion step: slots back, then `endio` in atomic
         //    context (the reaper is endio's interrupt); write-back stages
         //    are issued first in the next pass, on the slots they kept.
+        let completed = !done.is_empty();
         complete_all(&shared.completer, &lane.slots, &mut done, |stage| {
             state.chained.push(stage);
         });
+        // 8. The ring went idle with these completions: nothing is left to
+        //    reap, so the next event is a resubmission by a handler, most
+        //    often from the worker this pass just woke on the same CPU.
+        //    Yield to it (bounded, `lane::yield_for_work`) rather than sleep,
+        //    so its push rings no bell and is issued as soon as it runs,
+        //    without the eventfd round trip. With I/O still in the kernel
+        //    the reaper does not yield: that would delay reaping it.
+        if completed
+            && !closed
+            && state.in_kernel == 0
+            && state.chained.is_empty()
+            && lane.inbox.is_empty()
+        {
+            super::lane::yield_for_work(|| !lane.inbox.is_empty());
+        }
     }
     // Retire the doorbell read before the ring and its buffer go.
     if state.wake_armed {
