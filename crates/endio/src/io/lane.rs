@@ -13,11 +13,14 @@
 //! 2. A slot is given back by the backend thread once the request's result
 //!    is known, *before* the handler runs, so a handler that resubmits from
 //!    the reaper (atomic context, which may not wait) finds room. The one
-//!    exception is a write that waits for its write-back (a dontcache
-//!    write, or one flagged `WAIT_WRITEBACK`): its slot carries the
-//!    write-back stage that follows it and is given back when that
-//!    completes (`dontcache.rs`, step 5; `writeback.rs`), so a lane's
-//!    write-back waits are bounded by its slots too.
+//!    exception is a write whose caller waits for its write-back (flagged
+//!    `WAIT_WRITEBACK`, or a dontcache write on a device that waits per
+//!    write): its slot carries the write-back stage that follows it and is
+//!    given back when that completes (`writeback.rs`), so those waits are
+//!    bounded by the lane's slots too. The kick or batch wait of a batched
+//!    dontcache write is endio's own I/O: its write's slot is given back
+//!    at once, and the device's dontcache backlog bounds such stages
+//!    (`dontcache/batch.rs`).
 //! 3. Waits are futex waits with a timeout and a re-check: a lost wakeup
 //!    would cost at most one timeout, and the argument below shows there is
 //!    none; nothing spins. The null backend's thread, when it just handed
@@ -88,7 +91,11 @@ impl Slots {
         if n == 0 {
             return;
         }
-        self.free.fetch_add(n, Ordering::SeqCst);
+        let before = self.free.fetch_add(n, Ordering::SeqCst);
+        debug_assert!(
+            before.saturating_add(n) <= self.capacity,
+            "slots given back that were not taken"
+        );
         if self.waiters.load(Ordering::SeqCst) > 0 {
             sys::futex_wake(&self.free, u32::MAX);
         }

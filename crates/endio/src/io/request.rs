@@ -106,19 +106,33 @@ impl Request {
     }
 
     /// Whether completing this request with `res` chains a write-back stage
-    /// (a write that waits for its write-back and wrote bytes), which keeps
-    /// the request's in-flight slot until the write-back completes.
+    /// that keeps the request's in-flight slot until the write-back
+    /// completes: a write that wrote bytes and waits for its write-back on
+    /// a description of its own (`WAIT_WRITEBACK`, whose caller's bio
+    /// completes only then, or a dontcache write on a device that does not
+    /// batch).
     ///
-    /// A dontcache write whose device batches write-back always chains
-    /// one: a kick or a batch's wait, whatever the write did.
-    pub(crate) fn chains(&self, res: i64) -> bool {
-        if self.sync.is_some() {
+    /// A dontcache write whose device batches write-back also chains one (a
+    /// kick or a batch's wait), but its caller's bio completes at once and
+    /// its slot is given back: the stage is endio's own I/O, bounded by the
+    /// device's dontcache backlog (each stage's unit counts in it until its
+    /// drop), not by the caller's slots. Were it to keep the slot, a kick
+    /// stalled behind the device's write-back would hold back the caller's
+    /// next I/O.
+    pub(crate) fn keeps_slot(&self, res: i64) -> bool {
+        if !self.holds_slot() {
             return false;
         }
-        match &self.wait {
-            Some(w) => res > 0 && w.stage.is_none(),
-            None => self.batched_write(),
-        }
+        self.wait
+            .as_ref()
+            .is_some_and(|w| res > 0 && w.stage.is_none())
+    }
+
+    /// Whether this request holds a slot of its lane: all do but the
+    /// write-back stages of batched dontcache writes, whose writes gave
+    /// theirs back (`keeps_slot`).
+    pub(crate) fn holds_slot(&self) -> bool {
+        self.sync.is_none()
     }
 
     /// A dontcache write without a wait of its own, on a device that
@@ -155,11 +169,12 @@ fn page_range(offset: u64, n: u64) -> (u64, u64) {
 
 /// The completion step of every backend, for the requests of one lane that
 /// finished (`done`: each with its result, bytes or a negated errno): gives
-/// the lane's slots back first, except those of writes that chain a
-/// write-back stage (so a handler that resubmits from this thread finds
-/// room), then completes each request inside `context::atomic()` — the
-/// backend thread is endio's interrupt. Write-back stages go to `stage`, to
-/// be issued next on the slots they kept. Empties `done`.
+/// the lane's slots back first, except those of writes that wait for their
+/// write-back (`Request::keeps_slot`), so a handler that resubmits from
+/// this thread finds room; then completes each request inside
+/// `context::atomic()` — the backend thread is endio's interrupt.
+/// Write-back stages go to `stage`, to be issued next (those of batched
+/// dontcache writes without a slot of their own). Empties `done`.
 pub(crate) fn complete_all(
     completer: &Completer,
     slots: &Slots,
@@ -169,8 +184,11 @@ pub(crate) fn complete_all(
     if done.is_empty() {
         return;
     }
-    let kept = done.iter().filter(|(req, res)| req.chains(*res)).count();
-    slots.release(u32::try_from(done.len() - kept).unwrap_or(u32::MAX));
+    let freed = done
+        .iter()
+        .filter(|(req, res)| req.holds_slot() && !req.keeps_slot(*res))
+        .count();
+    slots.release(u32::try_from(freed).unwrap_or(u32::MAX));
     let _atomic = context::atomic();
     for (req, res) in done.drain(..) {
         if let Some(next) = complete(completer, req, res) {
@@ -218,9 +236,9 @@ fn complete(completer: &Completer, req: Request, res: i64) -> Option<Request> {
         return None;
     }
     if batched && let Some(mut plan) = behind.take() {
-        // A dontcache write: its caller's bio completes now, and its slot
-        // carries the kick of its write-back or a batch's wait (counted
-        // in flight until that ends).
+        // A dontcache write: its caller's bio completes now, its slot is
+        // free again, and the kick of its write-back or a batch's wait
+        // follows (counted in the device's in flight until that ends).
         bio.set_raw_result(res);
         dev.transferred(&mut plan, res);
         completer.endio(bio);

@@ -248,7 +248,7 @@ impl DeviceState {
     }
 
     /// A dontcache write (not `WAIT_WRITEBACK`) completed with `res`: the
-    /// stage its slot carries next, and the bio to carry it.
+    /// stage that follows it, and the bio to carry it.
     pub(crate) fn write_done(&self, behind: FollowUp, res: i64) -> (NextStage, Bio) {
         match self.dontcache() {
             Some(dc) => dontcache::write_done(dc, behind.0, res),

@@ -43,9 +43,10 @@ fn pool_main(shared: &EngineShared) {
         let closed = shared.closed.load(Ordering::SeqCst);
         if let Some(req) = lane.inbox.pop() {
             // A write that waits for its write-back chains its stage, which
-            // this thread performs next on the same slot (blocking here, as
-            // the device would, outside the atomic section). Bounded: a
-            // stage never chains.
+            // this thread performs next (on the write's slot, but for a
+            // batched dontcache write's; blocking here, as the device
+            // would, outside the atomic section). Bounded: a stage never
+            // chains.
             let mut next = Some(req);
             while let Some(mut req) = next.take() {
                 let res = if closed {

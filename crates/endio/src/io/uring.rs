@@ -33,11 +33,14 @@
 //! # Bounds
 //!
 //! A lane has `queue_depth` slots (`lane.rs`, invariant 1), so at most
-//! `queue_depth` requests are in the reaper's slab (a write-back stage holds
-//! the slot of its write, see `request.rs`); the SQ has at least
-//! `queue_depth + 2` entries (the +2: the eventfd read and one cancel), so a
-//! push into the SQ never fails, and the CQ has twice the SQ's entries, so
-//! it never overflows.
+//! `queue_depth` of the caller's requests are in the reaper's slab. The
+//! write-back stages of batched dontcache writes come on top, without
+//! slots, bounded by their devices' dontcache backlogs: the slab grows to
+//! hold them (allocating only when it grows, so not in steady state). The
+//! SQ has at least `queue_depth + 2` entries (the +2: the eventfd read and
+//! one cancel) and the CQ twice that; when stages fill the SQ, the reaper
+//! submits what it holds and goes on, and a CQ overflow is kept by the
+//! kernel (`IORING_FEAT_NODROP`, every kernel endio runs on) until reaped.
 //!
 //! # Shutdown
 //!
@@ -157,8 +160,8 @@ struct Reaper {
     slab: Vec<Option<Request>>,
     free: Vec<u32>,
     in_kernel: u32,
-    /// Writeback stages of emulated dontcache writes completed in the last
-    /// pass: issued first in the next, on the slots their writes held.
+    /// Writeback stages of writes completed in the last pass: issued first
+    /// in the next.
     chained: Vec<Request>,
     wake_armed: bool,
     /// The eventfd read's target; lives as long as the ring (declared
@@ -226,22 +229,23 @@ fn reaper_main(
             }
         }
         // 2. Chained writeback stages, then the inbox -> SQ (batched: one
-        //    io_uring_enter below issues all). A stage holds the slot of
-        //    its write, so there is a free slab index for it.
+        //    io_uring_enter below issues all). Stages of batched dontcache
+        //    writes hold no slot: the slab grows for them, and a full SQ
+        //    is submitted first; what still does not fit waits for the
+        //    next pass.
         while let Some(req) = state.chained.pop() {
-            let Some(&index) = state.free.last() else {
-                // Cannot happen (each stage holds a slot); fail it rather
-                // than lose it.
-                done.push((req, -i64::from(libc::EBUSY)));
-                continue;
-            };
             if closed {
                 done.push((req, -i64::from(libc::ECANCELED)));
                 continue;
             }
+            if !sq_room(&mut sq, &submitter) {
+                state.chained.push(req);
+                break;
+            }
+            let index = state.free_index();
             state.issue(&mut sq, index, req, &mut done);
         }
-        while let Some(&index) = state.free.last() {
+        while sq_room(&mut sq, &submitter) {
             let Some(req) = lane.inbox.pop() else {
                 break;
             };
@@ -249,6 +253,7 @@ fn reaper_main(
                 done.push((req, -i64::from(libc::ECANCELED)));
                 continue;
             }
+            let index = state.free_index();
             state.issue(&mut sq, index, req, &mut done);
         }
         // 3. At shutdown, after the grace period, cancel what the kernel
@@ -319,7 +324,7 @@ fn reaper_main(
         cq.sync();
         // 7. The completion step: slots back, then `endio` in atomic
         //    context (the reaper is endio's interrupt); write-back stages
-        //    are issued first in the next pass, on the slots they kept.
+        //    are issued first in the next pass.
         let completed = !done.is_empty();
         complete_all(&shared.completer, &lane.slots, &mut done, |stage| {
             state.chained.push(stage);
@@ -368,6 +373,17 @@ impl Reaper {
     /// its SQE goes into `sq` and the request waits in `slab[index]` until
     /// the CQE for `index` is reaped. A request the SQ refuses (cannot
     /// happen, see "Bounds") fails with `EBUSY` rather than being lost.
+    /// A free slab index, the slab grown by one if none is free.
+    fn free_index(&mut self) -> u32 {
+        if let Some(&index) = self.free.last() {
+            return index;
+        }
+        let index = u32::try_from(self.slab.len()).unwrap_or(u32::MAX);
+        self.slab.push(None);
+        self.free.push(index);
+        index
+    }
+
     fn issue(
         &mut self,
         sq: &mut io_uring::SubmissionQueue<'_>,
@@ -390,6 +406,20 @@ impl Reaper {
             Err(_) => done.push((req, -i64::from(libc::EBUSY))),
         }
     }
+}
+
+/// Whether the SQ has room for one more entry, after submitting what it
+/// holds if it was full.
+fn sq_room(sq: &mut io_uring::SubmissionQueue<'_>, submitter: &io_uring::Submitter<'_>) -> bool {
+    if !sq.is_full() {
+        return true;
+    }
+    sq.sync();
+    if let Err(e) = submitter.submit() {
+        tracing::debug!(error = %e, "io_uring submit of a full SQ failed; the rest waits for the next pass");
+    }
+    sq.sync();
+    !sq.is_full()
 }
 
 fn prepare(req: &mut Request) -> squeue::Entry {

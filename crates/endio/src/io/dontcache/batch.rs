@@ -3,8 +3,11 @@
 //! once per batch.
 //!
 //! When a dontcache write completes (atomic context, a backend thread),
-//! its unit joins the device's *kicked* queue, and the write's in-flight
-//! slot carries one more stage:
+//! its caller's bio completes and its in-flight slot is given back; its
+//! unit joins the device's *kicked* queue, and one more stage follows,
+//! endio's own I/O, without a slot (the backlog bounds these stages: each
+//! one's unit counts in it until its drop), but counted in the device's in
+//! flight:
 //!
 //! * a **kick**, `sync_file_range(WRITE)` on the written pages (a `nop` in
 //!   native mode, where the kernel starts the write-back itself): the
@@ -154,9 +157,8 @@ fn span(units: &[BacklogEntry]) -> Option<(u64, u64)> {
 }
 
 /// At a dontcache write's completion (atomic context), after
-/// `transferred`: its unit joins the kicked ones, and the stage its slot
-/// carries next is returned with the bio to carry it (the write's drop
-/// bio).
+/// `transferred`: its unit joins the kicked ones, and the stage that
+/// follows is returned with the bio to carry it (the write's drop bio).
 pub(crate) fn write_done(dc: &Dontcache, mut plan: DropPlan, res: i64) -> (NextStage, Bio) {
     if res < 0 {
         plan.unit.keep = true;

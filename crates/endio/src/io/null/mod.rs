@@ -86,9 +86,8 @@ fn irq_main(shared: &EngineShared, lane_index: usize) {
             done.push((req, res));
         }
         if !done.is_empty() {
-            // A write that waits for its write-back keeps its slot for its
-            // stage (a no-op here: memory has no page cache), which is due
-            // at once.
+            // A write that waits for its write-back chains its stage (a
+            // no-op here: memory has no page cache), which is due at once.
             expect_submit |= done.iter().any(|(req, _)| req.defers());
             complete_all(&shared.completer, &lane.slots, &mut done, |stage| {
                 pending.push_front((now, stage));
