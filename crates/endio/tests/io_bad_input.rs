@@ -443,3 +443,30 @@ fn a_submit_after_shutdown_gives_the_bio_back() {
     let bio = ran.bio(endio::Op::Write, 0, Buf::zeroed(512, 512));
     refused(&dev, bio, &ran, SubmitErrorKind::ShutDown, &["shut down"]);
 }
+
+#[test]
+fn engine_settings_out_of_range_are_refused_naming_the_setting_and_a_value() {
+    let completer = Completer::builder().build().unwrap();
+    let refused = |b: endio::EngineBuilder| match b.backend(Backend::Null).build() {
+        Ok(_) => panic!("built"),
+        Err(e) => e.to_string(),
+    };
+    let e = refused(Engine::builder(completer.clone()).queue_depth(0));
+    assert!(
+        e.contains("queue depth 0") && e.contains("such as 32"),
+        "{e}"
+    );
+    for batch in [0, 4097] {
+        let e = refused(Engine::builder(completer.clone()).submit_batch(batch));
+        assert!(
+            e.contains(&format!("submit batch {batch} is outside 1..=4096"))
+                && e.contains("choose 1"),
+            "{e}"
+        );
+    }
+    let e = refused(Engine::builder(completer).threads(0));
+    assert!(
+        e.contains("0 pool threads") && e.contains("such as 8"),
+        "{e}"
+    );
+}

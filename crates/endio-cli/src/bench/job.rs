@@ -381,7 +381,9 @@ fn build_engine(spec: &JobSpec, depth: u32) -> anyhow::Result<(Completer, Engine
     let completer = Completer::builder()
         .build()
         .context("cannot start the endio completer")?;
-    let mut builder = Engine::builder(completer.clone()).queue_depth(depth);
+    let mut builder = Engine::builder(completer.clone())
+        .queue_depth(depth)
+        .submit_batch(spec.submit_batch);
     if let Some(b) = spec.backend {
         builder = builder.backend(b);
     }

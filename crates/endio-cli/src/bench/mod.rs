@@ -209,6 +209,12 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     iodepth: u32,
 
+    /// I/Os the io_uring backend gathers before one system call submits
+    /// them (fio's iodepth_batch_submit): 1 submits each at once; --iodepth
+    /// submits a whole pass of completions' resubmissions in one call.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096), value_name = "N")]
+    submit_batch: u32,
+
     /// Clones of each job run at the same time on the target, as fio's
     /// numjobs: each keeps its own --iodepth I/Os in flight, has its own
     /// random sequence (--seed plus its index) and does --size bytes (or
@@ -536,6 +542,7 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
             rw,
             bs: bs_of(rw),
             iodepth: args.iodepth,
+            submit_batch: args.submit_batch,
             runtime: args.runtime,
             time_based: args.time_based,
             backend: args.backend,

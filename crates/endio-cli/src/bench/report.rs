@@ -413,6 +413,8 @@ pub(crate) struct TargetReport {
 pub(crate) struct GlobalOptions {
     pub(crate) size: u64,
     pub(crate) iodepth: u32,
+    /// I/Os per submitting system call (io_uring).
+    pub(crate) submit_batch: u32,
     /// Clones per job (shown when above 1).
     #[serde(skip_serializing_if = "is_one")]
     pub(crate) numjobs: u32,
@@ -480,6 +482,7 @@ impl RunReport {
             global_options: GlobalOptions {
                 size: target.size,
                 iodepth: args.iodepth,
+                submit_batch: args.submit_batch,
                 numjobs: args.numjobs,
                 runtime_s: args.runtime.map(|d| d.as_secs_f64()),
                 time_based: args.time_based,

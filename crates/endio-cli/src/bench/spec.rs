@@ -20,6 +20,8 @@ pub(crate) struct JobSpec {
     pub(crate) rw: Rw,
     pub(crate) bs: u64,
     pub(crate) iodepth: u32,
+    /// I/Os per submitting system call (`EngineBuilder::submit_batch`).
+    pub(crate) submit_batch: u32,
     pub(crate) runtime: Option<Duration>,
     pub(crate) time_based: bool,
     pub(crate) backend: Option<Backend>,

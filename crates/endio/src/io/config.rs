@@ -108,5 +108,7 @@ pub(crate) struct Config {
     pub(crate) pin: bool,
     /// `EngineBuilder::steer_direct_io`.
     pub(crate) steer_direct: bool,
+    /// `EngineBuilder::submit_batch`.
+    pub(crate) submit_batch: u32,
     pub(crate) shutdown_grace: Duration,
 }
