@@ -95,6 +95,54 @@ fn direct_io_completes_on_the_cpus_that_take_the_disks_interrupts() {
     );
 }
 
+/// A loop device has no interrupt of its own: it is steered like the disk
+/// under its backing file, and its deferred handlers run there too.
+#[test]
+fn a_loop_device_is_steered_like_the_disk_under_its_backing_file() {
+    if let Err(e) = endio::testing::probe_io_uring(std::path::Path::new("/proc")) {
+        eprintln!("skipped: {e}");
+        return;
+    }
+    let Some(lo) = common::io_target::loop_device_or_skip(
+        "a_loop_device_is_steered_like_the_disk_under_its_backing_file",
+        1 << 20,
+        None,
+    ) else {
+        return;
+    };
+    let (_c, steered) = engine(true);
+    let dir = disk_dir();
+    let path = dir.path().join("beside-the-backing-file.dat");
+    std::fs::write(&path, vec![7u8; 1 << 20]).unwrap();
+    let direct = OpenOptions::new().read(true).direct(true);
+    let disk_cpus = steered
+        .open(&path, direct)
+        .expect("open file")
+        .steered_cpus();
+    let dev = steered.open(lo.path(), direct).expect("open loop device");
+    assert_eq!(
+        dev.steered_cpus(),
+        disk_cpus,
+        "{} over a file in {}",
+        lo.path().display(),
+        dir.path().display()
+    );
+    let Some(cpus) = disk_cpus else {
+        eprintln!("skipped the handler check: the disk under the backing file is not steered");
+        return;
+    };
+    let online = parse_list(&std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap());
+    let Some(&other) = online.iter().find(|c| !cpus.contains(c)) else {
+        eprintln!("skipped the handler check: every online CPU takes the disk's interrupts");
+        return;
+    };
+    let seen = handler_cpus(&dev, other, 64);
+    assert!(
+        seen.iter().all(|c| cpus.contains(c)),
+        "submitted from CPU {other}, steered to {cpus:?}; handlers ran on {seen:?}"
+    );
+}
+
 fn parse_list(list: &str) -> Vec<usize> {
     let mut out = Vec::new();
     for item in list.trim().split(',') {

@@ -202,9 +202,11 @@ impl EngineBuilder {
     /// woken on the CPU the interrupt came to, and the handlers deferred to
     /// task context run on that CPU's worker, instead of each completion
     /// crossing CPUs twice. Read once per open from sysfs and
-    /// `/proc/irq/*/effective_affinity_list`; a device whose interrupts
-    /// reach every CPU, or that has none of its own (loop, device mapper),
-    /// is not steered.
+    /// `/proc/irq/*/effective_affinity_list`. A loop or device-mapper
+    /// device has no interrupt of its own and is steered like the disks
+    /// under it (a loop device's I/O completes where its backing file's
+    /// does); a device whose interrupts reach every CPU, or with no disk
+    /// under it (tmpfs, zram), is not steered.
     #[must_use]
     pub fn steer_direct_io(mut self, steer: bool) -> EngineBuilder {
         self.steer_direct = steer;

@@ -10,6 +10,12 @@
 //! interrupts, and `/proc/irq/N/effective_affinity_list` where each is
 //! delivered now.
 //!
+//! A stacked device has no interrupt of its own: a loop device's I/O
+//! completes where the device under its backing file completes it, a
+//! device-mapper target's where the devices it maps to do. So a loop device
+//! takes the interrupts of the disk under `loop/backing_file`, and a device
+//! with `slaves/` those of the devices listed there.
+//!
 //! Both roots are parameters, so the walk is tested on fake trees.
 
 use std::path::Path;
@@ -18,10 +24,10 @@ use super::cpulist::parse_cpu_list;
 
 /// The CPUs that take the interrupts of the device behind block device
 /// number `major:minor` (a partition counts as its disk): the union of the
-/// current affinity of each interrupt of its bus device, sorted. `None`
-/// when the device has no interrupt of its own (a loop device, device
-/// mapper, zram, a file system without a disk) or sysfs or procfs do not
-/// say.
+/// current affinity of each interrupt of its bus device, sorted; for a
+/// stacked device (loop, device mapper), those of the devices under it.
+/// `None` when no device down the stack has an interrupt of its own (a
+/// loop device over a file on tmpfs, zram) or sysfs or procfs do not say.
 ///
 /// The affinity is read once, now: an interrupt moved later (by
 /// `irqbalance`, or a CPU going offline) is not followed.
@@ -31,32 +37,99 @@ pub fn interrupt_cpus(
     major: u32,
     minor: u32,
 ) -> Option<Vec<usize>> {
+    let mut cpus = Vec::new();
+    collect_cpus(sysfs_root, proc_root, major, minor, 0, &mut cpus);
+    cpus.sort_unstable();
+    cpus.dedup();
+    (!cpus.is_empty()).then_some(cpus)
+}
+
+/// Devices stacked deeper than this are not followed (a loop device over a
+/// file on a loop device over ... ends here, as does a cycle).
+const STACK_DEPTH_MAX: u32 = 8;
+
+/// Adds the CPUs of `major:minor`'s interrupts, or of the devices under it,
+/// to `cpus`.
+fn collect_cpus(
+    sysfs_root: &Path,
+    proc_root: &Path,
+    major: u32,
+    minor: u32,
+    depth: u32,
+    cpus: &mut Vec<usize>,
+) {
     let link = sysfs_root.join(format!("dev/block/{major}:{minor}"));
-    let mut dir = std::fs::canonicalize(link).ok()?;
+    let Ok(mut dir) = std::fs::canonicalize(link) else {
+        return;
+    };
     if dir.join("partition").exists() {
         dir.pop();
     }
+    if let Some(irqs) = bus_irqs(sysfs_root, &dir) {
+        for irq in irqs {
+            let base = proc_root.join(format!("irq/{irq}"));
+            let text = std::fs::read_to_string(base.join("effective_affinity_list"))
+                .or_else(|_| std::fs::read_to_string(base.join("smp_affinity_list")));
+            if let Some(list) = text.ok().and_then(|t| parse_cpu_list(&t).ok()) {
+                cpus.extend(list);
+            }
+        }
+        return;
+    }
+    if depth >= STACK_DEPTH_MAX {
+        return;
+    }
+    for (major, minor) in lower_devices(&dir) {
+        collect_cpus(sysfs_root, proc_root, major, minor, depth + 1, cpus);
+    }
+}
+
+/// The interrupts of the bus device above the block device directory
+/// `dir`: the first directory up the tree, below `devices/`, that has any.
+fn bus_irqs(sysfs_root: &Path, dir: &Path) -> Option<Vec<u32>> {
     let devices = std::fs::canonicalize(sysfs_root.join("devices")).ok()?;
-    let irqs = loop {
+    let mut dir = dir.to_path_buf();
+    loop {
         if let Some(irqs) = device_irqs(&dir) {
-            break irqs;
+            return Some(irqs);
         }
         if !dir.pop() || !dir.starts_with(&devices) || dir == devices {
             return None;
         }
-    };
-    let mut cpus = Vec::new();
-    for irq in irqs {
-        let base = proc_root.join(format!("irq/{irq}"));
-        let text = std::fs::read_to_string(base.join("effective_affinity_list"))
-            .or_else(|_| std::fs::read_to_string(base.join("smp_affinity_list")));
-        if let Some(list) = text.ok().and_then(|t| parse_cpu_list(&t).ok()) {
-            cpus.extend(list);
+    }
+}
+
+/// The devices a stacked block device's I/O goes to: the device holding a
+/// loop device's backing file (the file system's, or the block device
+/// itself), and the entries of `slaves/` (device mapper, md).
+fn lower_devices(dir: &Path) -> Vec<(u32, u32)> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut lower = Vec::new();
+    if let Ok(text) = std::fs::read_to_string(dir.join("loop/backing_file")) {
+        let path = text.trim_end_matches('\n');
+        let path = path.strip_suffix(" (deleted)").unwrap_or(path);
+        if let Ok(meta) = std::fs::metadata(path) {
+            let dev = if meta.file_type().is_block_device() {
+                meta.rdev()
+            } else {
+                meta.dev()
+            };
+            lower.push((rustix::fs::major(dev), rustix::fs::minor(dev)));
         }
     }
-    cpus.sort_unstable();
-    cpus.dedup();
-    (!cpus.is_empty()).then_some(cpus)
+    if let Ok(entries) = std::fs::read_dir(dir.join("slaves")) {
+        for entry in entries.filter_map(Result::ok) {
+            let Ok(text) = std::fs::read_to_string(entry.path().join("dev")) else {
+                continue;
+            };
+            if let Some((major, minor)) = text.trim().split_once(':')
+                && let (Ok(major), Ok(minor)) = (major.parse(), minor.parse())
+            {
+                lower.push((major, minor));
+            }
+        }
+    }
+    lower
 }
 
 /// The interrupts of one sysfs device directory: the entries of
@@ -130,6 +203,81 @@ mod tests {
         let t = tree("1", "1");
         assert_eq!(cpus(&t, 7, 0), None);
         assert_eq!(cpus(&t, 8, 0), None);
+    }
+
+    /// Links the device a file in `t` lives on to `target` in the fake
+    /// sysfs; returns that file.
+    fn file_on(t: &tempfile::TempDir, target: &Path) -> std::path::PathBuf {
+        use std::os::unix::fs::MetadataExt;
+        let file = t.path().join("backing.img");
+        fs::write(&file, b"x").unwrap();
+        let dev = fs::metadata(&file).unwrap().dev();
+        let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
+        let link = t.path().join(format!("sys/dev/block/{major}:{minor}"));
+        let _ = fs::remove_file(&link);
+        symlink(target, link).unwrap();
+        file
+    }
+
+    #[test]
+    fn a_loop_device_takes_the_interrupts_of_the_disk_under_its_backing_file() {
+        let t = tree("1", "1");
+        let disk = t
+            .path()
+            .join("sys/devices/pci0000:00/0000:00:02.0/virtio1/block/vda");
+        let file = file_on(&t, &disk);
+        let lo = t.path().join("sys/devices/virtual/block/loop0");
+        fs::create_dir_all(lo.join("loop")).unwrap();
+        fs::write(
+            lo.join("loop/backing_file"),
+            format!("{}\n", file.display()),
+        )
+        .unwrap();
+        assert_eq!(cpus(&t, 7, 0), Some(vec![1]));
+        // Deleted while attached: the kernel says so after the path.
+        fs::write(
+            lo.join("loop/backing_file"),
+            format!("{} (deleted)\n", file.display()),
+        )
+        .unwrap();
+        assert_eq!(cpus(&t, 7, 0), Some(vec![1]));
+    }
+
+    #[test]
+    fn a_mapped_device_takes_the_interrupts_of_its_slaves() {
+        let t = tree("0", "1");
+        let disk = t
+            .path()
+            .join("sys/devices/pci0000:00/0000:00:02.0/virtio1/block/vda");
+        fs::write(disk.join("dev"), "254:0\n").unwrap();
+        let dm = t.path().join("sys/devices/virtual/block/dm-0");
+        fs::create_dir_all(dm.join("slaves")).unwrap();
+        symlink(&disk, dm.join("slaves/vda")).unwrap();
+        // A slave without interrupts adds nothing.
+        let lo = t.path().join("sys/devices/virtual/block/loop0");
+        fs::write(lo.join("dev"), "7:0\n").unwrap();
+        symlink(&lo, dm.join("slaves/loop0")).unwrap();
+        symlink(&dm, t.path().join("sys/dev/block/252:0")).unwrap();
+        assert_eq!(cpus(&t, 252, 0), Some(vec![0, 1]));
+    }
+
+    #[test]
+    fn a_stack_with_no_interrupt_or_a_cycle_has_none() {
+        let t = tree("1", "1");
+        let lo = t.path().join("sys/devices/virtual/block/loop0");
+        fs::create_dir_all(lo.join("loop")).unwrap();
+        // The backing file's device is the loop device itself: a cycle,
+        // cut at the depth bound.
+        let file = file_on(&t, &lo);
+        fs::write(
+            lo.join("loop/backing_file"),
+            format!("{}\n", file.display()),
+        )
+        .unwrap();
+        assert_eq!(cpus(&t, 7, 0), None);
+        // A backing file that no longer exists.
+        fs::write(lo.join("loop/backing_file"), "/nonexistent/endio\n").unwrap();
+        assert_eq!(cpus(&t, 7, 0), None);
     }
 
     #[test]
