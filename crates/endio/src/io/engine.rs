@@ -220,7 +220,7 @@ impl EngineBuilder {
     /// delays an I/O beyond the pass that took it; it saves system calls
     /// but sends a whole pass to the device at once, and a device whose
     /// completions then come back together keeps the same convoy pass after
-    /// pass (on a virtio disk, 4 KiB random reads at QD16 ran about 10 %
+    /// pass (on a virtio disk, 4 KiB random reads at QD16 ran about 13 %
     /// slower with the whole pass in one call; BENCHMARKS.md §7).
     #[must_use]
     pub fn submit_batch(mut self, ios: u32) -> EngineBuilder {

@@ -30,8 +30,8 @@
 //! of a pass with its wait. One call for a whole pass would save system
 //! calls, but it hands the device a pass as one convoy: on a virtio disk
 //! whose completions of such a convoy come back together, the next pass is
-//! the same convoy, and 4 KiB random reads at QD16 took 280 µs in the
-//! device instead of 190 µs and ran about 10 % slower (BENCHMARKS.md §7).
+//! the same convoy, and 4 KiB random reads at QD16 took 290 µs in the
+//! device instead of 210 µs and ran about 13 % slower (BENCHMARKS.md §7).
 //!
 //! # Which ring an I/O goes to
 //!
