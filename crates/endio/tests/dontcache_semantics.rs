@@ -419,6 +419,63 @@ fn small_writes_are_waited_for_in_batches_of_a_quarter_of_the_backlog_units() {
 }
 
 #[test]
+fn small_writes_kick_their_write_back_together_large_ones_each() {
+    // A kick only starts write-back early; 4 KiB writes share one per
+    // 128 KiB, a 1 MiB write has its own (unless it is a batch wait).
+    let completer = Completer::builder().build().unwrap();
+    let engine = null_engine(Duration::ZERO, &completer);
+    let dev = null_dontcache_device(&engine, OpenOptions::new());
+    const SMALL: u64 = 4096;
+    let rx: Vec<_> = (0..SMALL)
+        .map(|i| write_at(&dev, i * 4096, 4096, i as u8, BioFlags::empty()))
+        .collect();
+    for r in rx {
+        assert_eq!(r.recv().unwrap(), 4096);
+    }
+    dev.drain();
+    let st = dev.dontcache_stats();
+    eprintln!("small: {st:?}");
+    assert_eq!(st.writeback_batched, SMALL, "{st:?}");
+    assert!(
+        (1..=SMALL * 4096 / (128 << 10)).contains(&st.writeback_kicks),
+        "{st:?}"
+    );
+    let base = SMALL * 4096;
+    const LARGE: u64 = 32;
+    let rx: Vec<_> = (0..LARGE)
+        .map(|i| {
+            write_at(
+                &dev,
+                base + i * MIB,
+                MIB as usize,
+                i as u8,
+                BioFlags::empty(),
+            )
+        })
+        .collect();
+    for r in rx {
+        assert_eq!(r.recv().unwrap(), MIB as usize);
+    }
+    dev.drain();
+    let large = dev.dontcache_stats();
+    eprintln!("large: {large:?}");
+    let kicks = large.writeback_kicks - st.writeback_kicks;
+    let waits = large.writeback_waits - st.writeback_waits;
+    assert!(
+        kicks + waits >= LARGE - 8 && kicks > LARGE / 2,
+        "{kicks} kicks, {waits} waits"
+    );
+    for i in (0..SMALL).step_by(97) {
+        assert!(
+            read_all(&dev, i * 4096, 4096, BioFlags::empty())
+                .iter()
+                .all(|&b| b == i as u8)
+        );
+    }
+    assert!(completer.wait_idle(Duration::from_secs(10)));
+}
+
+#[test]
 fn a_worker_that_submits_into_a_full_backlog_is_rescued() {
     // No stall rescue by the completer: only the backlog's own rescue can
     // make progress when a worker waits for drops queued behind itself.

@@ -23,6 +23,20 @@
 //!   never consumed from the user's description, see `writeback.rs`). When
 //!   it ends, the units become ready and one drop bio drops them all.
 //!
+//! # Kicks
+//!
+//! A kick only starts write-back early, so that the batch wait finds less
+//! to wait for; the batch wait writes back and waits for every write it
+//! takes, kicked or not. So kicks of small writes are coalesced, as the
+//! kernel kicks its flusher by the amount of dontcache data dirty rather
+//! than per write: a write of at least [`KICK_BYTES`] kicks its own pages,
+//! smaller ones add their pages to a span, and the write whose bytes bring
+//! the span to [`KICK_BYTES`] kicks the whole span. 4 KiB random writes
+//! then make one kick per 32 writes instead of one each (each kick is an
+//! `IORING_OP_SYNC_FILE_RANGE`, which io_uring runs on an io-wq thread).
+//! Bytes left in the span when the writes stop are written back by the
+//! batch wait that follows (the last write of a burst is always a batch).
+//!
 //! The span may cover dirty pages of the file that are not the batch's
 //! (other writers'): they are written back with it, early, which is all.
 //! The backlog bounds kicked units as it bounds every other (they count
@@ -42,6 +56,11 @@ use super::stats::add;
 use crate::bio::{Bio, Buf, Op};
 use crate::sys;
 use crate::task::Completer;
+
+/// Completed writes of at least this many bytes kick their own write-back;
+/// smaller ones are kicked together once they hold this many (see
+/// "Kicks").
+pub(crate) const KICK_BYTES: u64 = 128 << 10;
 
 /// The kicked units that make a batch due, whatever their bytes.
 const BATCH_UNITS: usize = UNITS_MAX / BATCHES_PER_BACKLOG as usize;
@@ -83,6 +102,35 @@ impl Dontcache {
     /// A dontcache write was refused after step 1.
     pub(super) fn write_refused(&self) {
         self.writes_open.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// The write-back start a completed emulated write of `own` (offset,
+    /// length in bytes) is to carry: its own range if it is large, else
+    /// the span of the small writes so far once they hold [`KICK_BYTES`],
+    /// else none. Lock-free (atomic context); a write racing with the
+    /// one that takes the span may land in the next span instead, which
+    /// changes only when its write-back starts.
+    fn kick_for(&self, own: (u64, u64)) -> Option<(u64, u64)> {
+        let (offset, len) = own;
+        if len >= KICK_BYTES {
+            return Some(own);
+        }
+        // Relaxed: a hint; the batch wait's ordering is `kicked`'s.
+        self.unkicked_start.fetch_min(offset, Ordering::Relaxed);
+        self.unkicked_end.fetch_max(offset + len, Ordering::Relaxed);
+        let total = self.unkicked_bytes.fetch_add(len, Ordering::AcqRel) + len;
+        // Only the write that crossed the mark takes the span.
+        if total < KICK_BYTES || total - len >= KICK_BYTES {
+            return None;
+        }
+        self.unkicked_bytes.fetch_sub(total, Ordering::AcqRel);
+        let start = self.unkicked_start.swap(u64::MAX, Ordering::Relaxed);
+        let end = self.unkicked_end.swap(0, Ordering::Relaxed);
+        Some(if start < end {
+            (start.min(offset), end.max(offset + len) - start.min(offset))
+        } else {
+            own
+        })
     }
 
     /// Every kicked unit, now (at most [`UNITS_MAX`]), for one batch.
@@ -192,7 +240,11 @@ pub(crate) fn write_done(dc: &Dontcache, mut plan: DropPlan, res: i64) -> (NextS
         || dc.kicked.len() >= BATCH_UNITS;
     if !due {
         let native = dc.mode == super::DontcacheMode::Native;
-        return (NextStage::Kick(if native { None } else { own }), bio);
+        let kick = own.filter(|_| !native).and_then(|own| dc.kick_for(own));
+        if kick.is_some() {
+            add(&dc.c.writeback_kicks, 1);
+        }
+        return (NextStage::Kick(kick), bio);
     }
     let units = dc.take_kicked();
     if units.is_empty() {

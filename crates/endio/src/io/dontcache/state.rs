@@ -201,6 +201,12 @@ pub(crate) struct Dontcache {
     pub(super) kicked: ArrayQueue<BacklogEntry>,
     /// Bytes of the writes in `kicked`.
     pub(super) kicked_bytes: AtomicU64,
+    /// Small completed writes whose write-back start waits for more
+    /// (`batch.rs`, "Kicks"): their bytes, and the span of their pages in
+    /// bytes (`u64::MAX..0` when empty).
+    pub(super) unkicked_bytes: AtomicU64,
+    pub(super) unkicked_start: AtomicU64,
+    pub(super) unkicked_end: AtomicU64,
     /// Dontcache writes submitted and not completed yet.
     pub(super) writes_open: AtomicU32,
     /// A batch is waited for once its writes hold this many bytes.
@@ -321,6 +327,9 @@ impl Dontcache {
             waits: BatchWaits::Memory,
             kicked: ArrayQueue::new(UNITS_MAX),
             kicked_bytes: AtomicU64::new(0),
+            unkicked_bytes: AtomicU64::new(0),
+            unkicked_start: AtomicU64::new(u64::MAX),
+            unkicked_end: AtomicU64::new(0),
             writes_open: AtomicU32::new(0),
             batch_bytes: (backlog_bytes_max / BATCHES_PER_BACKLOG).max(1),
             backlog_bytes_max: backlog_bytes_max.max(1),

@@ -44,6 +44,10 @@ crate::counters::counters! {
     writeback_waits,
     /// Dontcache writes whose write-back a batch wait covered.
     writeback_batched,
+    /// Write-back starts (`sync_file_range(WRITE)`) issued for emulated
+    /// dontcache writes ahead of their batch wait: one per write of at
+    /// least 128 KiB, one per 128 KiB of smaller writes, over their span.
+    writeback_kicks,
     /// The most writes one batch wait covered.
     writeback_batch_max,
     /// Writebacks that failed (the range is then not dropped).
