@@ -88,7 +88,8 @@
 //!    write's in-flight slot carries one more stage: a *kick*,
 //!    `sync_file_range(WRITE)` on the written pages, which starts their
 //!    write-back without waiting (a no-op in native mode, where the kernel
-//!    starts it), or, once the kicked writes hold a quarter of the
+//!    starts it; writes under 128 KiB share one kick per 128 KiB, over
+//!    their span, see `batch.rs`), or, once the kicked writes hold a quarter of the
 //!    backlog's bytes or no other dontcache write is in flight, one *batch
 //!    wait*, `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)` over the
 //!    pages they span, on a description of the file that is endio's own
