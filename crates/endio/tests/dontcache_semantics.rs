@@ -392,6 +392,18 @@ fn drops_go_through_the_completer_and_adjacent_ones_are_coalesced() {
     }
 }
 
+/// Writes `n` blocks of `bs` bytes from `base` on, at most all in flight
+/// at once (block `i` filled with `i as u8`), then drains the device.
+fn write_blocks_and_drain(dev: &Device, base: u64, n: u64, bs: usize) {
+    let rx: Vec<_> = (0..n)
+        .map(|i| write_at(dev, base + i * bs as u64, bs, i as u8, BioFlags::empty()))
+        .collect();
+    for r in rx {
+        assert_eq!(r.recv().unwrap(), bs);
+    }
+    dev.drain();
+}
+
 #[test]
 fn small_writes_are_waited_for_in_batches_of_a_quarter_of_the_backlog_units() {
     // 4 KiB writes fill the backlog's 1024 units long before its 64 MiB: a
@@ -401,13 +413,7 @@ fn small_writes_are_waited_for_in_batches_of_a_quarter_of_the_backlog_units() {
     let engine = null_engine(Duration::ZERO, &completer);
     let dev = null_dontcache_device(&engine, OpenOptions::new());
     const WRITES: u64 = 4096;
-    let rx: Vec<_> = (0..WRITES)
-        .map(|i| write_at(&dev, i * 4096, 4096, i as u8, BioFlags::empty()))
-        .collect();
-    for r in rx {
-        assert_eq!(r.recv().unwrap(), 4096);
-    }
-    dev.drain();
+    write_blocks_and_drain(&dev, 0, WRITES, 4096);
     let st = dev.dontcache_stats();
     eprintln!("{st:?}");
     assert_eq!(st.writeback_batched, WRITES, "{st:?}");
@@ -426,13 +432,7 @@ fn small_writes_kick_their_write_back_together_large_ones_each() {
     let engine = null_engine(Duration::ZERO, &completer);
     let dev = null_dontcache_device(&engine, OpenOptions::new());
     const SMALL: u64 = 4096;
-    let rx: Vec<_> = (0..SMALL)
-        .map(|i| write_at(&dev, i * 4096, 4096, i as u8, BioFlags::empty()))
-        .collect();
-    for r in rx {
-        assert_eq!(r.recv().unwrap(), 4096);
-    }
-    dev.drain();
+    write_blocks_and_drain(&dev, 0, SMALL, 4096);
     let st = dev.dontcache_stats();
     eprintln!("small: {st:?}");
     assert_eq!(st.writeback_batched, SMALL, "{st:?}");
@@ -442,21 +442,7 @@ fn small_writes_kick_their_write_back_together_large_ones_each() {
     );
     let base = SMALL * 4096;
     const LARGE: u64 = 32;
-    let rx: Vec<_> = (0..LARGE)
-        .map(|i| {
-            write_at(
-                &dev,
-                base + i * MIB,
-                MIB as usize,
-                i as u8,
-                BioFlags::empty(),
-            )
-        })
-        .collect();
-    for r in rx {
-        assert_eq!(r.recv().unwrap(), MIB as usize);
-    }
-    dev.drain();
+    write_blocks_and_drain(&dev, base, LARGE, MIB as usize);
     let large = dev.dontcache_stats();
     eprintln!("large: {large:?}");
     let kicks = large.writeback_kicks - st.writeback_kicks;

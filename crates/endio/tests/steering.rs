@@ -75,17 +75,9 @@ fn direct_io_completes_on_the_cpus_that_take_the_disks_interrupts() {
         );
         return;
     };
-    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
-    let online = parse_list(&online);
-    let Some(&other) = online.iter().find(|c| !cpus.contains(c)) else {
-        eprintln!("skipped: every online CPU takes the disk's interrupts");
+    let Some(other) = handlers_run_on_steered_cpus(&dev, &cpus) else {
         return;
     };
-    let seen = handler_cpus(&dev, other, 64);
-    assert!(
-        seen.iter().all(|c| cpus.contains(c)),
-        "submitted from CPU {other}, steered to {cpus:?}; handlers ran on {seen:?}"
-    );
     // The control: unsteered, the handlers run on the submitting CPU's worker.
     let dev = open(&unsteered, true);
     let seen = handler_cpus(&dev, other, 64);
@@ -131,16 +123,24 @@ fn a_loop_device_is_steered_like_the_disk_under_its_backing_file() {
         eprintln!("skipped the handler check: the disk under the backing file is not steered");
         return;
     };
+    handlers_run_on_steered_cpus(&dev, &cpus);
+}
+
+/// Submits 64 deferred reads from an online CPU outside `cpus` and checks
+/// that their handlers ran on `cpus`; returns that CPU, or `None` (after
+/// saying so) when every online CPU is one of `cpus`.
+fn handlers_run_on_steered_cpus(dev: &Device, cpus: &[usize]) -> Option<usize> {
     let online = parse_list(&std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap());
     let Some(&other) = online.iter().find(|c| !cpus.contains(c)) else {
         eprintln!("skipped the handler check: every online CPU takes the disk's interrupts");
-        return;
+        return None;
     };
-    let seen = handler_cpus(&dev, other, 64);
+    let seen = handler_cpus(dev, other, 64);
     assert!(
         seen.iter().all(|c| cpus.contains(c)),
         "submitted from CPU {other}, steered to {cpus:?}; handlers ran on {seen:?}"
     );
+    Some(other)
 }
 
 fn parse_list(list: &str) -> Vec<usize> {

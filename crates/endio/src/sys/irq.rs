@@ -205,6 +205,12 @@ mod tests {
         assert_eq!(cpus(&t, 8, 0), None);
     }
 
+    /// The disk of [`tree`].
+    fn vda(t: &tempfile::TempDir) -> std::path::PathBuf {
+        t.path()
+            .join("sys/devices/pci0000:00/0000:00:02.0/virtio1/block/vda")
+    }
+
     /// Links the device a file in `t` lives on to `target` in the fake
     /// sysfs; returns that file.
     fn file_on(t: &tempfile::TempDir, target: &Path) -> std::path::PathBuf {
@@ -222,9 +228,7 @@ mod tests {
     #[test]
     fn a_loop_device_takes_the_interrupts_of_the_disk_under_its_backing_file() {
         let t = tree("1", "1");
-        let disk = t
-            .path()
-            .join("sys/devices/pci0000:00/0000:00:02.0/virtio1/block/vda");
+        let disk = vda(&t);
         let file = file_on(&t, &disk);
         let lo = t.path().join("sys/devices/virtual/block/loop0");
         fs::create_dir_all(lo.join("loop")).unwrap();
@@ -246,9 +250,7 @@ mod tests {
     #[test]
     fn a_mapped_device_takes_the_interrupts_of_its_slaves() {
         let t = tree("0", "1");
-        let disk = t
-            .path()
-            .join("sys/devices/pci0000:00/0000:00:02.0/virtio1/block/vda");
+        let disk = vda(&t);
         fs::write(disk.join("dev"), "254:0\n").unwrap();
         let dm = t.path().join("sys/devices/virtual/block/dm-0");
         fs::create_dir_all(dm.join("slaves")).unwrap();
