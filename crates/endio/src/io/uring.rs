@@ -428,28 +428,28 @@ fn submit_batch(
     submitter: &io_uring::Submitter<'_>,
     batch: usize,
 ) {
-    if sq.len() < batch {
-        return;
+    if sq.len() >= batch {
+        submit_now(sq, submitter);
     }
-    sq.sync();
-    if let Err(e) = submitter.submit() {
-        tracing::debug!(error = %e, "io_uring submit failed; the SQ goes with the next enter");
-    }
-    sq.sync();
 }
 
 /// Whether the SQ has room for one more entry, after submitting what it
 /// holds if it was full.
 fn sq_room(sq: &mut io_uring::SubmissionQueue<'_>, submitter: &io_uring::Submitter<'_>) -> bool {
-    if !sq.is_full() {
-        return true;
+    if sq.is_full() {
+        submit_now(sq, submitter);
     }
+    !sq.is_full()
+}
+
+/// Submits what the SQ holds, without waiting; on failure the entries
+/// stay and go with the next enter.
+fn submit_now(sq: &mut io_uring::SubmissionQueue<'_>, submitter: &io_uring::Submitter<'_>) {
     sq.sync();
     if let Err(e) = submitter.submit() {
-        tracing::debug!(error = %e, "io_uring submit of a full SQ failed; the rest waits for the next pass");
+        tracing::debug!(error = %e, "io_uring submit failed; the SQ goes with the next enter");
     }
     sq.sync();
-    !sq.is_full()
 }
 
 fn prepare(req: &mut Request) -> squeue::Entry {

@@ -60,7 +60,7 @@ use crate::task::Completer;
 /// Completed writes of at least this many bytes kick their own write-back;
 /// smaller ones are kicked together once they hold this many (see
 /// "Kicks").
-pub(crate) const KICK_BYTES: u64 = 128 << 10;
+const KICK_BYTES: u64 = 128 << 10;
 
 /// The kicked units that make a batch due, whatever their bytes.
 const BATCH_UNITS: usize = UNITS_MAX / BATCHES_PER_BACKLOG as usize;
@@ -124,13 +124,16 @@ impl Dontcache {
             return None;
         }
         self.unkicked_bytes.fetch_sub(total, Ordering::AcqRel);
-        let start = self.unkicked_start.swap(u64::MAX, Ordering::Relaxed);
-        let end = self.unkicked_end.swap(0, Ordering::Relaxed);
-        Some(if start < end {
-            (start.min(offset), end.max(offset + len) - start.min(offset))
-        } else {
-            own
-        })
+        // With its own pages in, whatever a racing crosser took.
+        let start = self
+            .unkicked_start
+            .swap(u64::MAX, Ordering::Relaxed)
+            .min(offset);
+        let end = self
+            .unkicked_end
+            .swap(0, Ordering::Relaxed)
+            .max(offset + len);
+        Some((start, end - start))
     }
 
     /// Every kicked unit, now (at most [`UNITS_MAX`]), for one batch.
