@@ -243,13 +243,6 @@ fn complete(completer: &Completer, req: Request, res: i64) -> Option<Request> {
         dev.transferred(&mut plan, res);
         completer.endio(bio);
         let (stage, stage_bio) = dev.write_done(plan, res);
-        if matches!(stage, NextStage::Kick(None)) {
-            // Nothing to start (native mode, or a small write whose kick
-            // is coalesced): the stage ends here, not as a no-op I/O.
-            DeviceState::kicked(dev, completer, stage_bio);
-            inflight.done();
-            return None;
-        }
         return Some(Request {
             bio: stage_bio,
             dev,

@@ -9,12 +9,10 @@
 //! one's unit counts in it until its drop), but counted in the device's in
 //! flight:
 //!
-//! * a **kick**, `sync_file_range(WRITE)` on the written pages (none in
-//!   native mode, where the kernel starts the write-back itself, nor for a
-//!   small write whose kick is coalesced, see "Kicks": such a stage ends
-//!   with the write, without I/O): the write-back starts and nobody waits
-//!   for it. Its end defers the write's drop bio, as any dontcache I/O's
-//!   end does;
+//! * a **kick**, `sync_file_range(WRITE)` on the written pages (a `nop` in
+//!   native mode, where the kernel starts the write-back itself): the
+//!   write-back starts and nobody waits for it. Its end defers the write's
+//!   drop bio, as any dontcache I/O's end does;
 //! * or, when the kicked writes hold a `BATCHES_PER_BACKLOG`th of the
 //!   backlog's bytes or units, or no other dontcache write of the device
 //!   is in flight, the **batch wait**: it takes every kicked unit and

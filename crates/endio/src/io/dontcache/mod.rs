@@ -87,7 +87,7 @@
 //!    completes, its unit joins the device's *kicked* writes and the
 //!    write's in-flight slot carries one more stage: a *kick*,
 //!    `sync_file_range(WRITE)` on the written pages, which starts their
-//!    write-back without waiting (none in native mode, where the kernel
+//!    write-back without waiting (a no-op in native mode, where the kernel
 //!    starts it; writes under 128 KiB share one kick per 128 KiB, over
 //!    their span, see `batch.rs`), or, once the kicked writes hold a quarter of the
 //!    backlog's bytes or no other dontcache write is in flight, one *batch
