@@ -31,7 +31,9 @@
 //! kernel kicks its flusher by the amount of dontcache data dirty rather
 //! than per write: a write of at least [`KICK_BYTES`] kicks its own pages,
 //! smaller ones add their pages to a span, and the write whose bytes bring
-//! the span to [`KICK_BYTES`] kicks the whole span. 4 KiB random writes
+//! the span to [`KICK_BYTES`] kicks the whole span; the others carry a
+//! `nop` stage, as in native mode (ending that stage at once instead was
+//! measured slower, BENCHMARKS.md §8). 4 KiB random writes
 //! then make one kick per 32 writes instead of one each (each kick is an
 //! `IORING_OP_SYNC_FILE_RANGE`, which io_uring runs on an io-wq thread).
 //! Bytes left in the span when the writes stop are written back by the
