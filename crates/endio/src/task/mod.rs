@@ -11,9 +11,11 @@
 //! # The protocol
 //!
 //! Each CPU `c` has a lock-free list `queue[c]` (multi-producer push, take-all;
-//! see `queue.rs`), a worker `W[c]`, and a small control block under a mutex
-//! that only task-context threads ever take: the batch being run, and the
-//! drain token.
+//! see `queue.rs`), a worker `W[c]`, a small control block under a mutex
+//! that only task-context threads ever take (the drain token and the CPU's
+//! state), and the batch being run with a *run word* that says who owns it:
+//! the token's holder between handlers, the watchdog once it has revoked a
+//! stalled handler, the lock's holder while no one holds the token.
 //!
 //! Producer (any thread, atomic or not; never blocks, never allocates):
 //!
@@ -31,13 +33,15 @@
 //! 5. Ask the pacer how long to let the batch gather (0 for
 //!    [`Batching::Immediate`], the fixed delay for [`Batching::Fixed`], a
 //!    load-dependent delay for [`Batching::Adaptive`]) and sleep that long.
-//! 6. Drain: take the drain token; repeatedly take *all* of `queue[c]`
-//!    (reversed to completion order) into the control block and run the
-//!    handlers one by one, the control lock released around each handler,
-//!    until a take finds the queue empty (go to 4) or the run budget is spent.
+//! 6. Drain: take the drain token (under the control lock, once per run);
+//!    repeatedly take *all* of `queue[c]` (reversed to completion order) into
+//!    the batch and run the handlers one by one, until a take finds the queue
+//!    empty (go to 4) or the run budget is spent. No lock is taken per
+//!    handler: the run word is set to "inside a handler" before each one, and
+//!    moved back with one compare-and-swap after it.
 //! 7. Budget spent (the run budget, the `need_resched()` analog): count a
-//!    requeue, keep the untaken rest in the control block, `yield_now()` and
-//!    go to 6 without parking.
+//!    requeue, keep the untaken rest in the batch, give the token back,
+//!    `yield_now()` and go to 6 without parking.
 //!
 //! # Why no wakeup is lost
 //!
@@ -62,8 +66,8 @@
 //! # Ordering
 //!
 //! A take-all takes every bio pushed before it, and the list is reversed to
-//! push order; the batch in the control block is run front to back and later
-//! takes are appended behind it. So handlers of bios deferred on one CPU run in
+//! push order; the batch is run front to back and later takes are appended
+//! behind it. So handlers of bios deferred on one CPU run in
 //! the order they were deferred.
 
 //! # CPU hotplug lifecycle
@@ -82,8 +86,9 @@
 //!    which sees the work disabled and parks again. The last online CPU
 //!    cannot be prepared for offline.
 //! 9. `dead(c)`: under the lock, close the queue (one swap that also takes
-//!    what it held), append that to the batch, set `Dead`; then drain the
-//!    batch in the caller's thread. A push that finds the queue closed gets
+//!    what it held), keep that in the control block for the next drain to
+//!    put in front of its batch, set `Dead`; then drain in the caller's
+//!    thread. A push that finds the queue closed gets
 //!    its bio back and pushes to the next CPU (step 3).
 //! 10. `online(c)`: under the lock, reopen the queue if it was closed, set
 //!     `Online`, note whether the batch or queue holds bios; then ask the
@@ -104,7 +109,8 @@
 //! they see the work enabled and unpark themselves), so the worker takes the
 //! queue. A closed queue holds nothing: 9 closes and takes in one atomic
 //! swap. Nothing runs twice: every path that runs a bio first takes it out of
-//! the one list that owned it, under the lock or by an atomic swap.
+//! the one list that owned it, under the lock, as the run word's owner or by
+//! an atomic swap.
 //!
 //! # Stall rescue
 //!
@@ -112,13 +118,16 @@
 //! concurrency-managed workqueues: a watchdog thread checks each CPU every
 //! `stall_timeout / 4`; a drainer that has been inside one handler for
 //! `stall_timeout` loses the drain token, and a rescue thread drains the rest
-//! of the batch and whatever is queued behind it. The stalled drainer, when
-//! its handler returns, sees that its token is gone and touches nothing.
-//! Cross-CPU draining by the rescuer is safe by construction: producers touch
-//! only the lock-free queue, whose take-all is an atomic swap valid from any
-//! thread, and the batch is guarded by the CPU's own mutex, not by a "local"
-//! lock that means "this CPU" and so protects nothing against a thread
-//! running elsewhere. A rescue does give up the per-CPU ordering for the
+//! of the batch and whatever is queued behind it. The watchdog takes the
+//! token with a compare-and-swap of the run word from "inside handler `n`"
+//! to idle (each handler has its own sequence number in the word, so it
+//! cannot take the token from the next handler by mistake). The stalled
+//! drainer, when its handler returns, fails its own compare-and-swap of the
+//! word, and touches nothing. Cross-CPU draining by the rescuer is safe by
+//! construction: producers touch only the lock-free queue, whose take-all is
+//! an atomic swap valid from any thread, and the batch is owned through the
+//! run word and the CPU's own mutex, not through a "local" lock that means
+//! "this CPU" and so protects nothing against a thread running elsewhere. A rescue does give up the per-CPU ordering for the
 //! stalled handler: the rest runs while it is still inside.
 
 mod error;

@@ -9,6 +9,7 @@
 //! the statistics are read and summed in `stats.rs`.
 
 use std::any::Any;
+use std::cell::UnsafeCell;
 use std::fmt;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
@@ -26,7 +27,7 @@ use super::stats::{
 use crate::bio::Bio;
 use crate::context::{self, ContextPolicy};
 use crate::sync::{
-    AtomicBool, Condvar, FastClock, Mutex, MutexGuard, Ordering, current_cpu, thread,
+    AtomicBool, AtomicU64, Condvar, FastClock, Mutex, MutexGuard, Ordering, current_cpu, thread,
 };
 
 /// State shared by the handle, the workers, the watchdog, the watcher and
@@ -61,6 +62,8 @@ pub(crate) struct PerCpu {
     pub(crate) hot: CachePadded<Hot>,
     /// Counters of whoever drains this CPU.
     pub(crate) drain_counters: CachePadded<DrainCounters>,
+    /// The batch being run and the word that says who owns it.
+    run: CachePadded<Run>,
     pub(crate) control: Mutex<Control>,
     /// Signalled when the drain token is released (for `down_prep`).
     pub(crate) drained: Condvar,
@@ -69,6 +72,9 @@ pub(crate) struct PerCpu {
     pub(crate) worker: OnceLock<thread::Thread>,
     /// The worker must pin itself to its CPU again (it came back online).
     pub(crate) repin: AtomicBool,
+    /// `Control::state == Online`, for a drain to check at each handler
+    /// boundary without the lock (written under it).
+    online: AtomicBool,
     pub(crate) lifecycle_counters: LifecycleCounters,
 }
 
@@ -104,25 +110,76 @@ pub(crate) enum Role {
     Shutdown,
 }
 
-/// The holder of a CPU's drain token.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Drainer {
-    token: u64,
-    role: Role,
-    /// When (in clock ticks) the handler it is running now started (`None`
-    /// between handlers).
-    handler_since: Option<u64>,
+/// The phase of a CPU's drain, in the low bits of [`Run::word`]; the rest of
+/// the word is a sequence number that a drain advances when it takes the
+/// token and before each handler, so no two handlers share a word.
+const PHASE_MASK: u64 = 0b11;
+/// Nobody holds the drain token: the holder of the control lock owns the
+/// batch.
+const IDLE: u64 = 0;
+/// The token holder is between handlers and owns the batch.
+const BETWEEN: u64 = 1;
+/// The token holder is inside a handler; the batch is left alone until the
+/// handler returns, so the watchdog can take the token with one
+/// compare-and-swap (and so the batch) from a stalled handler.
+const IN_HANDLER: u64 = 2;
+
+/// The batch of a CPU and the word that says who owns it.
+///
+/// A drain takes the token under the control lock, once per run; between
+/// its handlers it touches only this: no lock per handler. Before a handler
+/// it stores `IN_HANDLER`, after it moves the word back to `BETWEEN` with a
+/// compare-and-swap; that fails only if the watchdog moved the word to `IDLE`
+/// meanwhile (a revocation, under the control lock), and then the drainer
+/// touches nothing more.
+struct Run {
+    /// `sequence << 2 | phase`.
+    word: AtomicU64,
+    /// When (in clock ticks) the handler of an `IN_HANDLER` word started.
+    handler_since: AtomicU64,
+    /// Bios taken from the queue and not yet run, in completion order.
+    batch: UnsafeCell<BioList>,
+}
+
+// SAFETY: `batch` is touched by one thread at a time: the drain token's
+// holder while the word is `BETWEEN`, the holder of the control lock while it
+// is `IDLE`; the Release/Acquire pairs of the word and of the lock order each
+// hand-over (see `Run`). The rest is atomics.
+unsafe impl Sync for Run {}
+
+impl Run {
+    fn new() -> Run {
+        Run {
+            word: AtomicU64::new(IDLE),
+            handler_since: AtomicU64::new(0),
+            batch: UnsafeCell::new(BioList::new()),
+        }
+    }
+
+    /// The batch.
+    ///
+    /// # Safety
+    ///
+    /// The caller owns it (see `Run`): it holds the drain token and the word
+    /// is `BETWEEN`, or it holds the control lock and nobody holds the
+    /// token. The reference must not outlive that ownership.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn batch(&self) -> &mut BioList {
+        // SAFETY: exclusive by the caller's contract.
+        unsafe { &mut *self.batch.get() }
+    }
 }
 
 /// Lock-protected state of a CPU; only task-context threads take the lock.
 #[derive(Debug)]
 pub(crate) struct Control {
-    /// Bios taken from the queue and not yet run, in completion order.
-    pub(crate) batch: BioList,
+    /// Bios of a dead CPU's closed queue, for the next drain to put at the
+    /// front of its batch (a drain may hold the batch when the queue closes).
+    pending: BioList,
     pub(crate) state: CpuState,
-    /// The drain token: at most one thread runs this CPU's handlers.
-    pub(crate) drainer: Option<Drainer>,
-    next_token: u64,
+    /// The drain token: at most one thread runs this CPU's handlers. The
+    /// role of its holder.
+    drainer: Option<Role>,
     /// Threads waiting on `drained` for the token to be released
     /// (`down_prep`); a release signals the condvar only when there are
     /// some (a condvar notify is a system call even with nobody waiting).
@@ -154,13 +211,14 @@ impl PerCpu {
                 counters: ProducerCounters::default(),
             }),
             drain_counters: CachePadded::new(DrainCounters::default()),
+            run: CachePadded::new(Run::new()),
             control: Mutex::new(Control {
-                batch: BioList::new(),
+                pending: BioList::new(),
                 state: CpuState::Dead,
                 drainer: None,
-                next_token: 0,
                 sync_waiters: 0,
             }),
+            online: AtomicBool::new(false),
             drained: Condvar::new(),
             worker: OnceLock::new(),
             repin: AtomicBool::new(false),
@@ -265,9 +323,14 @@ impl Shared {
 
     /// Step 6: one drain run of `cpu`'s batch in the calling thread as
     /// `role`, under `budget` (`None`: until empty). Counts what it does.
+    ///
+    /// The control lock is taken twice per run (the token is taken and
+    /// given back), not per handler: between handlers the drainer owns the
+    /// batch through the run word (see `Run`).
     pub(crate) fn drain(&self, cpu: usize, role: Role, budget: Option<Budget>) -> (RunEnd, u64) {
         let per_cpu = &self.cpus[cpu];
         let counters = &*per_cpu.drain_counters;
+        let run = &*per_cpu.run;
         let mut control = self.lock_control(cpu);
         if !may_drain(role, control.state) {
             return (RunEnd::Disabled, 0);
@@ -275,13 +338,18 @@ impl Shared {
         if control.drainer.is_some() {
             return (RunEnd::Busy, 0);
         }
-        let token = control.next_token;
-        control.next_token += 1;
-        control.drainer = Some(Drainer {
-            token,
-            role,
-            handler_since: None,
-        });
+        control.drainer = Some(role);
+        // Relaxed: the word changes only under the lock while it is IDLE.
+        let mut seq = (run.word.load(Ordering::Relaxed) >> 2) + 1;
+        run.word.store(seq << 2 | BETWEEN, Ordering::Relaxed);
+        let pending = std::mem::replace(&mut control.pending, BioList::new());
+        if !pending.is_empty() {
+            // SAFETY: we hold the token and the word is BETWEEN.
+            let batch = unsafe { run.batch() };
+            let rest = std::mem::replace(batch, pending);
+            batch.append(rest);
+        }
+        drop(control);
         let clock = &self.clock;
         let time_max_ns = budget.map_or(u64::MAX, |b| nanos(b.time_max));
         let start = clock.ticks();
@@ -290,17 +358,20 @@ impl Shared {
         let mut handler_ns_max: u64 = 0;
         let end = loop {
             // A down_prep stops a worker or rescuer at a handler boundary.
-            if !may_drain(role, control.state) {
+            if !self.may_drain_now(cpu, role) {
                 break RunEnd::Disabled;
             }
-            if control.batch.is_empty() {
+            // SAFETY: we hold the token and the word is BETWEEN; the
+            // reference ends before the word leaves BETWEEN.
+            let batch = unsafe { run.batch() };
+            if batch.is_empty() {
                 let taken = per_cpu.hot.queue.take_all();
                 if taken.is_empty() {
                     break RunEnd::Empty;
                 }
                 stats::add_single_writer(&counters.batches, 1);
                 stats::max_single_writer(&counters.batch_len_max, taken.len() as u64);
-                control.batch = taken;
+                *batch = taken;
             }
             if let Some(budget) = budget
                 && (ran >= u64::from(budget.handlers_max)
@@ -308,27 +379,34 @@ impl Shared {
             {
                 break RunEnd::BudgetSpent;
             }
-            let Some(bio) = control.batch.pop_front() else {
+            let Some(bio) = batch.pop_front() else {
                 continue;
             };
             #[cfg(all(test, shuttle, not(loom)))]
             if let Some(on_pop) = ON_POP.get() {
                 on_pop(cpu, role);
             }
-            if let Some(d) = control.drainer.as_mut() {
-                d.handler_since = Some(last);
-            }
-            drop(control);
+            seq += 1;
+            let inside = seq << 2 | IN_HANDLER;
+            run.handler_since.store(last, Ordering::Relaxed);
+            // Release: the batch as we leave it, and the start time, reach
+            // the watchdog that takes the token from this word.
+            run.word.store(inside, Ordering::Release);
             context::with_draining_cpu(cpu, || self.run_contained(bio, cpu));
-            control = self.lock_control(cpu);
-            match control.drainer.as_mut() {
-                Some(d) if d.token == token => d.handler_since = None,
+            // Acquire on failure: the revocation is seen before we return.
+            if run
+                .word
+                .compare_exchange(
+                    inside,
+                    seq << 2 | BETWEEN,
+                    Ordering::Acquire,
+                    Ordering::Acquire,
+                )
+                .is_err()
+            {
                 // Revoked while in the handler: someone else drains now.
-                _ => {
-                    drop(control);
-                    self.count_handlers(cpu, role, ran + 1);
-                    return (RunEnd::Revoked, ran + 1);
-                }
+                self.count_handlers(cpu, role, ran + 1);
+                return (RunEnd::Revoked, ran + 1);
             }
             let now = clock.ticks();
             handler_ns_max = handler_ns_max.max(clock.nanos_between(last, now));
@@ -348,6 +426,10 @@ impl Shared {
         // Counted before the token goes, so that whoever sees the drain over
         // (down_prep, a test waiting for quiescence) sees its handlers too.
         self.count_handlers(cpu, role, ran);
+        let mut control = self.lock_control(cpu);
+        // The batch goes back to the lock's holders (the lock's release
+        // publishes what we did to it).
+        run.word.store(seq << 2 | IDLE, Ordering::Relaxed);
         control.drainer = None;
         let wake = control.sync_waiters > 0;
         drop(control);
@@ -355,6 +437,36 @@ impl Shared {
             per_cpu.drained.notify_all();
         }
         (end, ran)
+    }
+
+    /// Whether `role` may go on draining `cpu` at a handler boundary,
+    /// without the lock: only `down_prep` (`Online` → `DownPrepared`) can
+    /// disable a running drain (a dead CPU's drain and the shutdown drain
+    /// cannot be disabled while they run).
+    fn may_drain_now(&self, cpu: usize, role: Role) -> bool {
+        match role {
+            // Acquire: pairs with the Release store under the lock.
+            Role::Worker | Role::Rescuer => self.cpus[cpu].online.load(Ordering::Acquire),
+            Role::Dead | Role::Shutdown => true,
+        }
+    }
+
+    /// Sets the state of `cpu`, whose control lock `control` is.
+    fn set_state(&self, cpu: usize, control: &mut Control, state: CpuState) {
+        control.state = state;
+        self.cpus[cpu]
+            .online
+            .store(state == CpuState::Online, Ordering::Release);
+    }
+
+    /// Whether `cpu`'s batch holds bios, under its control lock `control`
+    /// (a running drain's batch counts as holding some).
+    fn batch_held(&self, cpu: usize, control: &Control) -> bool {
+        if !control.pending.is_empty() || control.drainer.is_some() {
+            return true;
+        }
+        // SAFETY: we hold the control lock and nobody holds the token.
+        !unsafe { self.cpus[cpu].run.batch() }.is_empty()
     }
 
     /// Counts `n` handlers run by one drain run, once per run (a run is at
@@ -429,8 +541,8 @@ impl Shared {
                 }
             }
         }
-        control.state = CpuState::Online;
-        let pending = !control.batch.is_empty() || !per_cpu.hot.queue.is_empty();
+        self.set_state(cpu, &mut control, CpuState::Online);
+        let pending = self.batch_held(cpu, &control) || !per_cpu.hot.queue.is_empty();
         drop(control);
         if pending {
             stats::add_shared(&counters.requeued_on_online, 1);
@@ -458,7 +570,7 @@ impl Shared {
         if others_online == 0 {
             return Err(HotplugError::LastCpu { cpu });
         }
-        control.state = CpuState::DownPrepared;
+        self.set_state(cpu, &mut control, CpuState::DownPrepared);
         stats::add_shared(&per_cpu.lifecycle_counters.down_preps, 1);
         // A drain in progress stops at its next handler boundary; a stalled
         // one is revoked by the watchdog, which releases the token too.
@@ -482,8 +594,8 @@ impl Shared {
                 return Err(HotplugError::NotDownPrepared { cpu });
             }
             let rest = per_cpu.hot.queue.close();
-            control.batch.append(rest);
-            control.state = CpuState::Dead;
+            control.pending.append(rest);
+            self.set_state(cpu, &mut control, CpuState::Dead);
         }
         stats::add_shared(&per_cpu.lifecycle_counters.deads, 1);
         let mut total = 0;
@@ -515,15 +627,39 @@ impl Shared {
         let mut rescues = 0;
         for (cpu, per_cpu) in self.cpus.iter().enumerate() {
             let mut control = self.lock_control(cpu);
-            let Some(stalled) = control.drainer.filter(|d| {
-                d.handler_since
-                    .is_some_and(|since| self.clock.nanos_between(since, now) >= stall_ns)
-            }) else {
+            let run = &*per_cpu.run;
+            // Acquire: the start time stored before the word, and the batch
+            // as the drainer left it, if the token is ours below.
+            let word = run.word.load(Ordering::Acquire);
+            if word & PHASE_MASK != IN_HANDLER {
                 continue;
-            };
-            tracing::debug!(cpu, role = ?stalled.role, ?stall_timeout, "a drainer is stalled inside a handler; rescuing its CPU");
-            control.drainer = None;
-            let work_left = !control.batch.is_empty() || !per_cpu.hot.queue.is_empty();
+            }
+            let since = run.handler_since.load(Ordering::Relaxed);
+            if self.clock.nanos_between(since, now) < stall_ns {
+                continue;
+            }
+            // The same word is the same handler (the sequence), still inside:
+            // the token is ours unless it has just returned.
+            if run
+                .word
+                .compare_exchange(
+                    word,
+                    (word & !PHASE_MASK) | IDLE,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+            {
+                continue;
+            }
+            let role = control.drainer.take();
+            tracing::debug!(
+                cpu,
+                ?role,
+                ?stall_timeout,
+                "a drainer is stalled inside a handler; rescuing its CPU"
+            );
+            let work_left = self.batch_held(cpu, &control) || !per_cpu.hot.queue.is_empty();
             let online = control.state == CpuState::Online;
             let wake = control.sync_waiters > 0;
             drop(control);
