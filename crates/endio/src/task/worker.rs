@@ -28,6 +28,17 @@ use crate::sys;
 /// Yields before a worker parks on an empty queue.
 const YIELDS_BEFORE_PARK: u32 = 4;
 
+/// The handlers a run must have run for the worker to yield before it
+/// parks. A run of one handler means completions come one at a time, each a
+/// device round trip after the last (one I/O in flight): yields would find
+/// nothing. Worse, a worker that yields is still runnable while the reaper
+/// it yields to issues the handler's next I/O, so the scheduler wakes the
+/// kernel thread that serves that I/O (a loop device's worker) on another,
+/// idle, CPU, and the I/O pays two cross-CPU wakeups. A run of several
+/// handlers means a stream, where a yield hands the CPU straight to the
+/// reaper, cheaper than a park.
+const YIELDS_AFTER_RUN_MIN: u64 = 2;
+
 /// Starts a thread named `name` running `f` and registers it for the join
 /// at shutdown.
 pub(crate) fn spawn(
@@ -100,6 +111,7 @@ fn worker_main(shared: &Shared, cpu: usize) {
     let _ = sys::set_timer_slack_ns(1_000);
     let per_cpu = &shared.cpus[cpu];
     let mut pacer = Pacer::new(shared.config.batching);
+    let mut last_ran: u64 = 0;
     pin(shared, cpu);
     // Start with a drain: bios may have been queued (or left in the batch by
     // an interrupted run) before this thread first ran.
@@ -110,11 +122,13 @@ fn worker_main(shared: &Shared, cpu: usize) {
             // times first: a producer on this CPU (a reaper, a submitter
             // waiting for its completions) often pushes again within a
             // time slice, and a park/unpark round trip costs two context
-            // switches per batch.
-            let found = (0..YIELDS_BEFORE_PARK).any(|_| {
-                thread::yield_now();
-                !per_cpu.hot.queue.is_empty()
-            });
+            // switches per batch. Only after a run of more than one
+            // handler, though (see `YIELDS_AFTER_RUN_MIN`).
+            let found = last_ran >= YIELDS_AFTER_RUN_MIN
+                && (0..YIELDS_BEFORE_PARK).any(|_| {
+                    thread::yield_now();
+                    !per_cpu.hot.queue.is_empty()
+                });
             if !found {
                 thread::park();
                 stats::add_single_writer(&per_cpu.drain_counters.wakeups, 1);
@@ -139,6 +153,7 @@ fn worker_main(shared: &Shared, cpu: usize) {
         // (queue or an interrupted batch): a worker never parks on a guess.
         let (end, ran) = shared.drain(cpu, Role::Worker, Some(shared.config.budget));
         pacer.ran(ran);
+        last_ran = ran;
         park_first = match end {
             // Found the queue empty: the no-lost-wakeup argument applies.
             RunEnd::Empty => true,
