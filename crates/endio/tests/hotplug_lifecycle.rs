@@ -1,7 +1,8 @@
 //! The per-CPU lifecycle driven through the API: a rolled-back offline
 //! requeues (nothing is stranded by a rolled-back offline), `cpu_dead` drains in its caller, later completions
 //! on a dead CPU go elsewhere, `cpu_down_prep` waits for a running drain, and
-//! misuse gets errors that name the fix. Also the hotplug watcher, on a fake
+//! misuse gets errors that name the fix, and `cpu_dead` runs the rest of an
+//! interrupted batch before what was queued behind it. Also the hotplug watcher, on a fake
 //! sysfs tree.
 
 mod common;
@@ -261,4 +262,63 @@ fn a_rollback_runs_the_rest_of_an_interrupted_batch() {
     completer.cpu_online(1).unwrap();
     wait_idle(&completer);
     tally.assert_each_ran_once();
+}
+
+#[test]
+fn dead_runs_an_interrupted_batch_before_what_was_queued_behind_it() {
+    let completer = Completer::builder()
+        .batching(endio::Batching::Fixed(Duration::from_millis(100)))
+        .hotplug_watcher(false)
+        .stall_timeout(None)
+        .build()
+        .unwrap();
+    if completer.online_cpus().len() < 2 {
+        eprintln!("skipped: needs two online CPUs");
+        return;
+    }
+    pin(1);
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let logged = |id: usize| {
+        let order = Arc::clone(&order);
+        endio::Bio::nop(move |_| order.lock().unwrap().push(id))
+            .with_flags(endio::BioFlags::COMPLETE_IN_TASK)
+    };
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    {
+        let _atomic = context::atomic();
+        // One batch: 0 blocks the worker, 1..6 wait behind it.
+        let first = Arc::clone(&order);
+        completer.endio(
+            endio::Bio::nop(move |_| {
+                first.lock().unwrap().push(0);
+                entered_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+            })
+            .with_flags(endio::BioFlags::COMPLETE_IN_TASK),
+        );
+        for id in 1..6 {
+            completer.endio(logged(id));
+        }
+    }
+    entered_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let down = {
+        let completer = completer.clone();
+        std::thread::spawn(move || completer.cpu_down_prep(1).unwrap())
+    };
+    while completer.stats().total.down_preps == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    release_tx.send(()).unwrap();
+    down.join().unwrap();
+    // The interrupted batch holds 1..6; these wait in the still open queue.
+    {
+        let _atomic = context::atomic();
+        for id in 6..11 {
+            assert_eq!(completer.endio(logged(id)), Completed::Deferred { cpu: 1 });
+        }
+    }
+    assert_eq!(completer.cpu_dead(1).unwrap(), 10);
+    assert_eq!(*order.lock().unwrap(), (0..11).collect::<Vec<_>>());
+    completer.cpu_online(1).unwrap();
 }

@@ -67,8 +67,8 @@
 //!
 //! A take-all takes every bio pushed before it, and the list is reversed to
 //! push order; the batch is run front to back and later takes are appended
-//! behind it. So handlers of bios deferred on one CPU run in
-//! the order they were deferred.
+//! behind it. So handlers of bios deferred on one CPU run in the order they
+//! were deferred.
 
 //! # CPU hotplug lifecycle
 //!
@@ -87,9 +87,9 @@
 //!    cannot be prepared for offline.
 //! 9. `dead(c)`: under the lock, close the queue (one swap that also takes
 //!    what it held), keep that in the control block for the next drain to
-//!    put in front of its batch, set `Dead`; then drain in the caller's
-//!    thread. A push that finds the queue closed gets
-//!    its bio back and pushes to the next CPU (step 3).
+//!    put behind its batch, set `Dead`; then drain in the caller's thread.
+//!    A push that finds the queue closed gets its bio back and pushes to the
+//!    next CPU (step 3).
 //! 10. `online(c)`: under the lock, reopen the queue if it was closed, set
 //!     `Online`, note whether the batch or queue holds bios; then ask the
 //!     worker to re-pin itself (the kernel does not re-pin a thread when its
@@ -127,8 +127,9 @@
 //! construction: producers touch only the lock-free queue, whose take-all is
 //! an atomic swap valid from any thread, and the batch is owned through the
 //! run word and the CPU's own mutex, not through a "local" lock that means
-//! "this CPU" and so protects nothing against a thread running elsewhere. A rescue does give up the per-CPU ordering for the
-//! stalled handler: the rest runs while it is still inside.
+//! "this CPU" and so protects nothing against a thread running elsewhere. A
+//! rescue does give up the per-CPU ordering for the stalled handler: the
+//! rest runs while it is still inside.
 
 mod error;
 #[cfg(all(test, loom))]

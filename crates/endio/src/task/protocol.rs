@@ -173,8 +173,8 @@ impl Run {
 /// Lock-protected state of a CPU; only task-context threads take the lock.
 #[derive(Debug)]
 pub(crate) struct Control {
-    /// Bios of a dead CPU's closed queue, for the next drain to put at the
-    /// front of its batch (a drain may hold the batch when the queue closes).
+    /// Bios of a dead CPU's closed queue, for the next drain to put behind
+    /// its batch (a drain may hold the batch when the queue closes).
     pending: BioList,
     pub(crate) state: CpuState,
     /// The drain token: at most one thread runs this CPU's handlers. The
@@ -342,13 +342,11 @@ impl Shared {
         // Relaxed: the word changes only under the lock while it is IDLE.
         let mut seq = (run.word.load(Ordering::Relaxed) >> 2) + 1;
         run.word.store(seq << 2 | BETWEEN, Ordering::Relaxed);
+        // Behind the batch: an interrupted run's rest is older than what the
+        // queue held when it closed.
         let pending = std::mem::replace(&mut control.pending, BioList::new());
-        if !pending.is_empty() {
-            // SAFETY: we hold the token and the word is BETWEEN.
-            let batch = unsafe { run.batch() };
-            let rest = std::mem::replace(batch, pending);
-            batch.append(rest);
-        }
+        // SAFETY: we hold the token and the word is BETWEEN.
+        unsafe { run.batch() }.append(pending);
         drop(control);
         let clock = &self.clock;
         let time_max_ns = budget.map_or(u64::MAX, |b| nanos(b.time_max));
