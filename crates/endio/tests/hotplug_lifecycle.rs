@@ -32,6 +32,44 @@ fn completer() -> Option<Completer> {
     Some(c)
 }
 
+/// A completer whose batches gather for 100 ms (so that bios deferred
+/// together make one batch), without the watcher and without rescue, on a
+/// machine with at least two CPUs.
+fn slow_batching_completer() -> Option<Completer> {
+    let completer = Completer::builder()
+        .batching(endio::Batching::Fixed(Duration::from_millis(100)))
+        .hotplug_watcher(false)
+        .stall_timeout(None)
+        .build()
+        .unwrap();
+    if completer.online_cpus().len() < 2 {
+        eprintln!("skipped: needs two online CPUs");
+        return None;
+    }
+    Some(completer)
+}
+
+/// Once CPU 1's worker is inside a handler that waits on `release`
+/// (`entered` says so): `cpu_down_prep(1)` from another thread, then the
+/// handler released, so the drain stops at that handler's boundary.
+fn down_prep_cpu1_while_blocked(
+    completer: &Completer,
+    entered: &mpsc::Receiver<()>,
+    release: &mpsc::Sender<()>,
+) {
+    entered.recv_timeout(Duration::from_secs(30)).unwrap();
+    let down = {
+        let completer = completer.clone();
+        std::thread::spawn(move || completer.cpu_down_prep(1).unwrap())
+    };
+    // down_prep has disabled the work (it counts that before it waits).
+    while completer.stats().total.down_preps == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    release.send(()).unwrap();
+    down.join().unwrap();
+}
+
 fn defer_on(completer: &Completer, tally: &Tally, ids: std::ops::Range<usize>) -> Vec<Completed> {
     let _atomic = context::atomic();
     ids.map(|id| completer.endio(tally.bio(id))).collect()
@@ -222,16 +260,9 @@ fn the_watcher_follows_the_online_list() {
 /// park because the queue looks empty.
 #[test]
 fn a_rollback_runs_the_rest_of_an_interrupted_batch() {
-    let completer = Completer::builder()
-        .batching(endio::Batching::Fixed(Duration::from_millis(100)))
-        .hotplug_watcher(false)
-        .stall_timeout(None)
-        .build()
-        .unwrap();
-    if completer.online_cpus().len() < 2 {
-        eprintln!("skipped: needs two online CPUs");
+    let Some(completer) = slow_batching_completer() else {
         return;
-    }
+    };
     pin(1);
     let tally = Tally::new(11);
     let (entered_tx, entered_rx) = mpsc::channel();
@@ -247,17 +278,7 @@ fn a_rollback_runs_the_rest_of_an_interrupted_batch() {
             completer.endio(tally.bio(id));
         }
     }
-    entered_rx.recv_timeout(Duration::from_secs(30)).unwrap();
-    let down = {
-        let completer = completer.clone();
-        std::thread::spawn(move || completer.cpu_down_prep(1).unwrap())
-    };
-    // down_prep has disabled the work (it counts that before it waits).
-    while completer.stats().total.down_preps == 0 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    release_tx.send(()).unwrap();
-    down.join().unwrap();
+    down_prep_cpu1_while_blocked(&completer, &entered_rx, &release_tx);
     assert_eq!(tally.ran(), 1, "the worker stopped at the handler boundary");
     completer.cpu_online(1).unwrap();
     wait_idle(&completer);
@@ -266,16 +287,9 @@ fn a_rollback_runs_the_rest_of_an_interrupted_batch() {
 
 #[test]
 fn dead_runs_an_interrupted_batch_before_what_was_queued_behind_it() {
-    let completer = Completer::builder()
-        .batching(endio::Batching::Fixed(Duration::from_millis(100)))
-        .hotplug_watcher(false)
-        .stall_timeout(None)
-        .build()
-        .unwrap();
-    if completer.online_cpus().len() < 2 {
-        eprintln!("skipped: needs two online CPUs");
+    let Some(completer) = slow_batching_completer() else {
         return;
-    }
+    };
     pin(1);
     let order = Arc::new(std::sync::Mutex::new(Vec::new()));
     let logged = |id: usize| {
@@ -301,16 +315,7 @@ fn dead_runs_an_interrupted_batch_before_what_was_queued_behind_it() {
             completer.endio(logged(id));
         }
     }
-    entered_rx.recv_timeout(Duration::from_secs(30)).unwrap();
-    let down = {
-        let completer = completer.clone();
-        std::thread::spawn(move || completer.cpu_down_prep(1).unwrap())
-    };
-    while completer.stats().total.down_preps == 0 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    release_tx.send(()).unwrap();
-    down.join().unwrap();
+    down_prep_cpu1_while_blocked(&completer, &entered_rx, &release_tx);
     // The interrupted batch holds 1..6; these wait in the still open queue.
     {
         let _atomic = context::atomic();
