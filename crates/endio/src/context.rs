@@ -44,11 +44,13 @@ struct ThreadContext {
     /// This thread is one of endio's workers (or drains a batch in task
     /// context on endio's behalf).
     task_worker: bool,
+    /// The CPU whose worker this thread is (`usize::MAX`: none).
+    worker_of: usize,
 }
 
 const_thread_local! {
     static CONTEXT: Cell<ThreadContext> =
-        Cell::new(ThreadContext { draining_cpu: None, atomic_depth: 0, task_worker: false });
+        Cell::new(ThreadContext { draining_cpu: None, atomic_depth: 0, task_worker: false, worker_of: usize::MAX });
 }
 
 /// Marks the calling thread atomic ("must not block") until the guard drops.
@@ -137,6 +139,23 @@ pub(crate) fn with_draining_cpu<R>(cpu: usize, f: impl FnOnce() -> R) -> R {
         c.set(ctx);
     });
     result
+}
+
+/// Marks the calling thread as the worker of `cpu` for the rest of its life
+/// (and a task-context worker).
+pub(crate) fn become_worker_of(cpu: usize) {
+    become_task_worker();
+    CONTEXT.with(|c| {
+        let mut ctx = c.get();
+        ctx.worker_of = cpu;
+        c.set(ctx);
+    });
+}
+
+/// Whether the calling thread is the worker of `cpu`.
+#[inline]
+pub(crate) fn is_worker_of(cpu: usize) -> bool {
+    CONTEXT.with(|c| c.get().worker_of == cpu)
 }
 
 /// Marks the calling thread as a task-context worker of endio for the rest of

@@ -27,9 +27,9 @@ pub mod testing;
 pub use bio::{Bio, BioFlags, Buf, EndedBio, Op};
 #[cfg(not(any(loom, shuttle)))]
 pub use io::{
-    Backend, CacheStatSource, Device, DeviceKind, DontcacheMode, DontcacheStats, Engine,
-    EngineBuilder, EngineError, Group, IoFuture, IoOutput, MAX_IO_BYTES, OpenError, OpenOptions,
-    Residency, SubmitError, SubmitErrorKind, UringUnavailable, Verifier, VerifyError,
+    Backend, CacheStatSource, Device, DeviceKind, DontcacheMode, DontcacheStats, DriveStats,
+    Engine, EngineBuilder, EngineError, Group, IoFuture, IoOutput, MAX_IO_BYTES, OpenError,
+    OpenOptions, Residency, SubmitError, SubmitErrorKind, UringUnavailable, Verifier, VerifyError,
     VerifyProblem, VerifyStats, WritebackErrors, residency,
 };
 pub use task::{

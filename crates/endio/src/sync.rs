@@ -21,7 +21,9 @@
 
 #[cfg(not(any(loom, shuttle)))]
 mod imp {
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+    pub(crate) use std::sync::atomic::{
+        AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering, fence,
+    };
     pub(crate) use std::sync::{Arc, MutexGuard};
     pub(crate) use std::sync::{Condvar as RawCondvar, Mutex as RawMutex};
 
@@ -50,7 +52,9 @@ mod imp {
 #[cfg(loom)]
 mod imp {
     pub(crate) use loom::sync::MutexGuard;
-    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+    pub(crate) use loom::sync::atomic::{
+        AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering, fence,
+    };
     pub(crate) use loom::sync::{Condvar as RawCondvar, Mutex as RawMutex};
     // std's Arc, as under shuttle: the completer keeps a `Weak` to itself,
     // which loom's Arc lacks, and reference counts are not what the loom
@@ -92,7 +96,9 @@ mod imp {
 #[cfg(all(shuttle, not(loom)))]
 mod imp {
     pub(crate) use shuttle::sync::MutexGuard;
-    pub(crate) use shuttle::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+    pub(crate) use shuttle::sync::atomic::{
+        AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering, fence,
+    };
     pub(crate) use shuttle::sync::{Condvar as RawCondvar, Mutex as RawMutex};
     // Shuttle models `std::sync::Arc` as it is (its counts are atomics that
     // cannot race in a way that matters to the protocol).

@@ -20,8 +20,10 @@ use std::sync::mpsc;
 #[cfg(doc)]
 use super::check::SubmitError;
 use super::device::Device;
+use super::shared::last_lane;
 use crate::bio::{Bio, Buf, Op};
 use crate::context;
+use crate::task::drive;
 
 /// The most bytes one [`Device::read_at`] or [`Device::write_at`] moves: a
 /// multiple of every logical block size, and small enough that a dontcache
@@ -159,9 +161,25 @@ impl Device {
             let _ = tx.try_send((result, ended.into_buf()));
         });
         self.submit(bio)?;
-        let (result, buf) = rx
-            .recv()
-            .expect("every submitted bio's handler runs exactly once");
+        // A handler waiting on the lane its own worker drives drives it
+        // itself until the bio is done, rather than wait for the lane to be
+        // taken over (`task::drive`).
+        let got = std::cell::Cell::new(None);
+        drive::drive_until(last_lane(), &|| {
+            if got.take().is_none() {
+                got.set(rx.try_recv().ok());
+            }
+            let done = got.take();
+            let ready = done.is_some();
+            got.set(done);
+            ready
+        });
+        let (result, buf) = match got.take() {
+            Some(r) => r,
+            None => rx
+                .recv()
+                .expect("every submitted bio's handler runs exactly once"),
+        };
         result.map(|n| (n, buf))
     }
 }

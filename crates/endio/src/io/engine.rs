@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use super::config::{Backend, Config, EngineError};
 use super::device::Device;
-use super::lane::{Bell, Doorbell, Lane, RingBell};
+use super::lane::{Bell, Doorbell, DriveStats, Lane};
 use super::open::{self, OpenError, OpenOptions};
 use super::shared::EngineShared;
 use super::{null, threads, uring};
-use crate::sys::{self, EventFd, UringUnavailable};
+use crate::sys::{self, UringUnavailable};
 use crate::task::Completer;
+use crate::task::drive::EventBell;
 
 /// DropRuns a backend and opens devices on it. Cheap to clone; the backend's
 /// threads stop when the last clone is dropped, after completing (or
@@ -75,6 +76,7 @@ impl Engine {
             null_latency: Duration::ZERO,
             pin: true,
             steer_direct: true,
+            worker_driven: true,
             submit_batch: 1,
             shutdown_grace: Duration::from_millis(500),
             proc_root: PathBuf::from("/proc"),
@@ -118,6 +120,17 @@ impl Engine {
         &self.handle.shared.completer
     }
 
+    /// Who completed the engine's I/O so far: the completer workers
+    /// driving the lanes of their CPUs, or the lanes' own threads, and how
+    /// often a lane changed hands (see [`EngineBuilder::worker_driven`]).
+    pub fn drive_stats(&self) -> DriveStats {
+        let mut total = DriveStats::default();
+        for lane in self.handle.shared.lanes.iter() {
+            total.accumulate(&lane.completions.snapshot());
+        }
+        total
+    }
+
     /// Bios in flight on all devices (slots taken).
     pub fn in_flight(&self) -> u32 {
         self.handle
@@ -140,6 +153,7 @@ pub struct EngineBuilder {
     null_latency: Duration,
     pin: bool,
     steer_direct: bool,
+    worker_driven: bool,
     submit_batch: u32,
     shutdown_grace: Duration,
     proc_root: PathBuf,
@@ -210,6 +224,27 @@ impl EngineBuilder {
     #[must_use]
     pub fn steer_direct_io(mut self, steer: bool) -> EngineBuilder {
         self.steer_direct = steer;
+        self
+    }
+
+    /// Whether the completer worker of each CPU drives that CPU's ring (or
+    /// null device) itself when it has no handler to run (default yes, with
+    /// pinned reapers on io_uring and null): it waits for completions in
+    /// the ring, reaps them in atomic context and runs the deferred
+    /// handlers in the same thread, in task context, issuing between
+    /// handlers what they submitted. That saves the wakeup and the two
+    /// context switches of handing every batch from the reaper thread to
+    /// the worker. The reaper thread stands by and drives the ring while
+    /// the worker cannot: stuck inside one handler for a millisecond while
+    /// the ring has I/O, its CPU going down, shutdown. Such a ring is
+    /// entered by two threads, so it is set up without `SINGLE_ISSUER`,
+    /// `DEFER_TASKRUN` and `COOP_TASKRUN` (`Engine::ring_flags` says
+    /// `none`). A CPU's worker drives one engine's ring only; the rings of
+    /// other engines on the same completer keep their reaper. Needs a
+    /// completer with pinned workers and a stall timeout (the defaults).
+    #[must_use]
+    pub fn worker_driven(mut self, yes: bool) -> EngineBuilder {
+        self.worker_driven = yes;
         self
     }
 
@@ -317,16 +352,23 @@ impl EngineBuilder {
         };
         let mut lanes = Vec::with_capacity(lane_cpus.len());
         for &cpu in &lane_cpus {
-            let bell = match backend {
-                Backend::Uring => Bell::Ring(RingBell {
-                    efd: EventFd::new().map_err(|e| {
-                        Started::Uring(sys::diagnose_uring_error(e.raw_os_error(), None))
-                    })?,
-                    sleeping: AtomicBool::new(false),
-                }),
-                Backend::Threads | Backend::Null => Bell::Futex(Doorbell::default()),
+            // A lane its CPU's worker may drive rings that CPU's bell, which
+            // wakes the worker for its queue too.
+            let driven_bell = match (backend, cpu) {
+                (Backend::Uring | Backend::Null, Some(cpu)) if self.worker_driven && self.pin => {
+                    self.completer.lane_bell(cpu)
+                }
+                _ => None,
             };
-            lanes.push(Lane::new(cpu, self.queue_depth, bell));
+            let driven = driven_bell.is_some();
+            let bell = match (backend, driven_bell) {
+                (_, Some(bell)) => Bell::Event(bell),
+                (Backend::Uring, None) => Bell::Event(Arc::new(EventBell::new().map_err(|e| {
+                    Started::Uring(sys::diagnose_uring_error(e.raw_os_error(), None))
+                })?)),
+                (Backend::Threads | Backend::Null, None) => Bell::Futex(Doorbell::default()),
+            };
+            lanes.push(Lane::new(cpu, self.queue_depth, bell, driven));
         }
         // Each CPU maps to its own lane, others (not online at build time)
         // to a lane chosen by number.
@@ -371,8 +413,17 @@ impl EngineBuilder {
             Backend::Uring => {
                 let (tx, rx) = mpsc::channel();
                 for lane in 0..shared.lanes.len() {
+                    let cell = uring::RingCell::new();
+                    if let (true, Some(cpu)) = (shared.lanes[lane].driven, shared.lanes[lane].cpu) {
+                        let drive = uring::UringDrive {
+                            shared: Arc::clone(&shared),
+                            cell: Arc::clone(&cell),
+                            lane,
+                        };
+                        shared.completer.attach_lane(cpu, Arc::new(drive));
+                    }
                     register(
-                        uring::spawn(Arc::clone(&shared), lane, tx.clone())
+                        uring::spawn(Arc::clone(&shared), cell, lane, tx.clone())
                             .map_err(spawn_err("io_uring reaper"))?,
                     );
                 }
@@ -407,8 +458,17 @@ impl EngineBuilder {
             }
             Backend::Null => {
                 for lane in 0..shared.lanes.len() {
+                    let cell = null::NullCell::new(shared.queue_depth);
+                    if let (true, Some(cpu)) = (shared.lanes[lane].driven, shared.lanes[lane].cpu) {
+                        let drive = null::NullDrive {
+                            shared: Arc::clone(&shared),
+                            cell: Arc::clone(&cell),
+                            lane,
+                        };
+                        shared.completer.attach_lane(cpu, Arc::new(drive));
+                    }
                     register(
-                        null::spawn(Arc::clone(&shared), lane)
+                        null::spawn(Arc::clone(&shared), cell, lane)
                             .map_err(spawn_err("null-device interrupt"))?,
                     );
                 }

@@ -29,14 +29,16 @@
 //!    times before it sleeps, then sleeps as before: the handshake is
 //!    unchanged.
 
-#[cfg(test)]
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering, fence};
+#[cfg(test)]
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicU32, Ordering, fence};
 use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::sys::{self, EventFd};
+use crate::sys;
+use crate::task::drive::{DriveOwner, EventBell};
 
 /// In-flight slots of a lane: a counting semaphore on a futex word.
 #[derive(Debug)]
@@ -189,66 +191,64 @@ impl Doorbell {
     }
 }
 
-/// Wakes an io_uring reaper that sleeps in `io_uring_enter`: it keeps a read
-/// of `efd` in flight, and a submitter that finds it asleep bumps the
-/// eventfd. The `sleeping` flag spares the system call while the reaper is
-/// busy (the common case under load): the reaper sets it, fences and looks
-/// at the inbox once more before it waits; a submitter pushes, fences and
-/// looks at the flag. SeqCst on both sides: one of them sees the other.
-#[derive(Debug)]
-pub(crate) struct RingBell {
-    pub(crate) efd: EventFd,
-    pub(crate) sleeping: AtomicBool,
-}
-
-impl RingBell {
-    pub(crate) fn ring(&self) {
-        fence(Ordering::SeqCst);
-        if self.sleeping.load(Ordering::SeqCst) && self.sleeping.swap(false, Ordering::SeqCst) {
-            self.efd.notify();
-        }
-    }
-}
-
-/// How a lane's thread is woken.
+/// How a lane's thread is woken: a futex word (the thread-pool and null
+/// backends), or an eventfd with a sleeping flag ([`EventBell`]), which an
+/// io_uring ring waits on with a read in flight. A lane that a completer
+/// worker drives (`task::drive`) uses its CPU's event bell, which the
+/// producers of that worker's queue ring too.
 #[derive(Debug)]
 pub(crate) enum Bell {
     Futex(Doorbell),
-    Ring(RingBell),
+    Event(Arc<EventBell>),
 }
 
 impl Bell {
     pub(crate) fn ring(&self) {
         match self {
             Bell::Futex(d) => d.ring(),
-            Bell::Ring(r) => r.ring(),
+            Bell::Event(e) => e.ring(),
         }
     }
 
     pub(crate) fn ring_all(&self) {
         match self {
             Bell::Futex(d) => d.ring_all(),
-            Bell::Ring(r) => r.efd.notify(),
+            Bell::Event(e) => e.ring_always(),
         }
     }
 
     pub(crate) fn doorbell(&self) -> &Doorbell {
         match self {
             Bell::Futex(d) => d,
-            Bell::Ring(_) => unreachable!("a ring lane has no futex doorbell"),
+            Bell::Event(_) => unreachable!("an event lane has no futex doorbell"),
         }
     }
 
-    pub(crate) fn ring_bell(&self) -> &RingBell {
+    pub(crate) fn event(&self) -> &EventBell {
         match self {
-            Bell::Ring(r) => r,
+            Bell::Event(e) => e,
             Bell::Futex(_) => unreachable!("a futex lane has no eventfd"),
+        }
+    }
+
+    /// Sleeps unless `has_work()`, at most `timeout` (a thread that does
+    /// not wait in a ring: the null backend's).
+    pub(crate) fn sleep(&self, has_work: impl Fn() -> bool, timeout: Duration) {
+        match self {
+            Bell::Futex(d) => d.sleep(has_work, timeout),
+            Bell::Event(e) => {
+                if e.prepare_sleep(has_work) {
+                    e.efd().wait(timeout);
+                    e.woke();
+                }
+            }
         }
     }
 }
 
 /// One lane: slots, the inbox and the bell of one backend thread (or of the
-/// pool).
+/// pool), and who drives it (`task::drive`: its own thread, the *reserve*,
+/// or the completer worker of its CPU).
 #[derive(Debug)]
 pub(crate) struct Lane<R> {
     /// The CPU the lane's thread is pinned to (`None`: unpinned pool).
@@ -256,16 +256,73 @@ pub(crate) struct Lane<R> {
     pub(crate) slots: Slots,
     pub(crate) inbox: ArrayQueue<R>,
     pub(crate) bell: Bell,
+    /// Whether the CPU's completer worker may drive the lane.
+    pub(crate) driven: bool,
+    pub(crate) owner: DriveOwner,
+    /// Who completed the lane's requests.
+    pub(crate) completions: DriveCounters,
 }
 
 impl<R> Lane<R> {
-    pub(crate) fn new(cpu: Option<usize>, depth: u32, bell: Bell) -> Lane<R> {
+    pub(crate) fn new(cpu: Option<usize>, depth: u32, bell: Bell, driven: bool) -> Lane<R> {
         Lane {
             cpu,
             slots: Slots::new(depth),
             inbox: ArrayQueue::new(depth as usize),
             bell,
+            driven,
+            owner: DriveOwner::default(),
+            completions: DriveCounters::default(),
         }
+    }
+
+    /// The lane's identity, as `task::drive` compares lanes.
+    pub(crate) fn key(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+}
+
+crate::counters::counters! {
+    /// Who drove the engine's lanes (`Engine::drive_stats`): the completer
+    /// worker of each lane's CPU, or the lane's own thread (see
+    /// `EngineBuilder::worker_driven`).
+    pub struct DriveStats / DriveCounters {
+        /// Requests completed by a completer worker driving the lane of its
+        /// CPU (their deferred handlers ran in the same thread).
+        worker_completions,
+        /// Requests completed by a lane's own thread (its io_uring reaper
+        /// or null-device interrupt thread).
+        reaper_completions,
+        /// Times a lane's own thread took the lane over from the worker: a
+        /// worker stuck inside a handler while the lane had I/O, its CPU
+        /// going down, shutdown.
+        takeovers,
+        /// Times a lane's own thread gave the lane back to the worker.
+        handbacks,
+    }
+}
+
+impl DriveCounters {
+    pub(crate) fn by_worker(&self, n: usize) {
+        if n > 0 {
+            self.worker_completions
+                .fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn by_reaper(&self, n: usize) {
+        if n > 0 {
+            self.reaper_completions
+                .fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn taken_over(&self) {
+        self.takeovers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn handed_back(&self) {
+        self.handbacks.fetch_add(1, Ordering::Relaxed);
     }
 }
 

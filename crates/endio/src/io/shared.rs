@@ -2,6 +2,7 @@
 //! the lanes, the completer, the settings; and the submit hot path (steps
 //! 2-3 of the flow in the module docs of `io`).
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +14,17 @@ use super::lane::Lane;
 use super::request::Request;
 use crate::sys::{self, UringUnavailable};
 use crate::task::Completer;
+
+std::thread_local! {
+    /// The lane of this thread's last submit (see [`last_lane`]).
+    static LAST_LANE: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The key of the lane this thread's last successful submit went to, for a
+/// blocking call that waits for it (`task::drive::drive_until`).
+pub(crate) fn last_lane() -> usize {
+    LAST_LANE.with(Cell::get)
+}
 
 /// State shared by the engine handle, its devices and its threads.
 pub(crate) struct EngineShared {
@@ -88,6 +100,7 @@ impl EngineShared {
             return Err((req, SubmitErrorKind::Busy));
         }
         lane.bell.ring();
+        LAST_LANE.with(|l| l.set(lane.key()));
         Ok(())
     }
 
@@ -114,6 +127,12 @@ impl EngineShared {
         // SeqCst: the shutdown argument (module docs).
         self.closed.store(true, Ordering::SeqCst);
         for lane in self.lanes.iter() {
+            // A lane a worker drives goes back to its own thread, for good,
+            // which then completes what is left (`task::drive`, step 4).
+            if let (true, Some(cpu)) = (lane.driven, lane.cpu) {
+                self.completer.detach_lane(cpu, lane.key());
+                lane.owner.evict();
+            }
             lane.bell.ring_all();
         }
     }

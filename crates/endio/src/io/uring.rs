@@ -1,5 +1,25 @@
-//! The io_uring backend: one ring per CPU, owned by one reaper thread pinned
-//! to that CPU.
+//! The io_uring backend: one ring per CPU, driven by the completer worker of
+//! that CPU or by the lane's own reaper thread, pinned to it.
+//!
+//! # Who drives the ring
+//!
+//! By default the CPU's completer worker drives the ring when it has no
+//! handler to run (`task::drive`): it sleeps in `io_uring_enter`, reaps in
+//! atomic context — the flagged handlers go onto its own queue — and runs
+//! them in task context in the same thread, issuing between handlers what
+//! they submitted. The reaper thread (the lane's *reserve*) stands by and
+//! drives the ring whenever the worker does not: while it is stuck inside a
+//! handler, while its CPU is down, and at shutdown. Either thread does the
+//! same *pass* over the ring (`Ring::pass`, the steps below), one at a time:
+//! the ring's state belongs to the holder of the lane's `DriveOwner`.
+//!
+//! Such a ring is entered by two threads, so it cannot be `SINGLE_ISSUER`
+//! (nor `DEFER_TASKRUN`, which needs it), and it is not `COOP_TASKRUN`
+//! either: a completion's task work then interrupts its issuer even when
+//! that thread is blocked in a handler, so the reserve, which took the ring
+//! from it, finds the CQE. A ring that only its reaper drives
+//! (`EngineBuilder::worker_driven(false)`, or a CPU whose worker drives
+//! another engine's ring) keeps fio's flags, below.
 //!
 //! # Why the reaper also submits
 //!
@@ -19,9 +39,10 @@
 //!
 //! The reaper sleeps in `io_uring_enter(GETEVENTS)`; it keeps a read of its
 //! lane's eventfd in flight, which a submitter completes by bumping the
-//! eventfd when it finds the reaper asleep (see `lane::RingBell`). When a
-//! pass leaves nothing in the kernel, it first yields a few times to the
-//! worker it may have woken (step 8 of the loop).
+//! eventfd when it finds the reaper asleep (see `task::drive::EventBell`).
+//! When a pass leaves nothing in the kernel, it first yields a few times to
+//! the worker it may have woken (step 8 of the loop); a worker that drives
+//! the ring needs none of that.
 //!
 //! # Submission
 //!
@@ -62,17 +83,20 @@
 //!
 //! [`Device`]: crate::Device
 
+use std::cell::UnsafeCell;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{Ordering, fence};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
+use super::lane::Lane;
 use super::request::{Request, complete_all};
 use super::shared::EngineShared;
 use crate::bio::Op;
+use crate::task::drive::{Drive, DriveOwner, EventBell, Held};
 
 /// `user_data` of the eventfd read.
 const WAKE: u64 = u64::MAX;
@@ -105,13 +129,16 @@ const RING_SETUPS: [RingSetup; 4] = [
         single_issuer: false,
         defer_taskrun: false,
     },
-    RingSetup {
-        name: "none",
-        coop_taskrun: false,
-        single_issuer: false,
-        defer_taskrun: false,
-    },
+    RING_SHARED,
 ];
+
+/// The setup of a ring two threads drive (see "Who drives the ring").
+const RING_SHARED: RingSetup = RingSetup {
+    name: "none",
+    coop_taskrun: false,
+    single_issuer: false,
+    defer_taskrun: false,
+};
 
 /// One set of ring flags to try.
 struct RingSetup {
@@ -123,10 +150,12 @@ struct RingSetup {
     defer_taskrun: bool,
 }
 
-/// Builds the ring with the first setup the kernel takes.
-fn build_ring(entries: u32) -> io::Result<(IoUring, &'static str)> {
+/// Builds the ring with the first setup the kernel takes (`driven`: a ring
+/// the CPU's worker drives too, which takes the shared setup only).
+fn build_ring(entries: u32, driven: bool) -> io::Result<(IoUring, &'static str)> {
+    let setups: &[RingSetup] = if driven { &[RING_SHARED] } else { &RING_SETUPS };
     let mut last = None;
-    for setup in &RING_SETUPS {
+    for setup in setups {
         let mut b = IoUring::builder();
         b.setup_clamp().setup_cqsize(entries * 2);
         if setup.coop_taskrun {
@@ -147,10 +176,45 @@ fn build_ring(entries: u32) -> io::Result<(IoUring, &'static str)> {
     Err(last.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EINVAL)))
 }
 
+/// A lane's ring and what is in it, touched only by the holder of the
+/// lane's `DriveOwner` (the reserve, or the worker inside a pass).
+pub(crate) struct RingCell {
+    ring: UnsafeCell<Option<Ring>>,
+    /// Requests in the kernel, as of the last pass (for the watchdog).
+    in_kernel: AtomicU32,
+}
+
+// SAFETY: `ring` is touched only by the holder of the lane's `DriveOwner`,
+// one thread at a time, each hand-over a Release/Acquire pair on the
+// owner's word (`task::drive`); `IoUring` and the requests are `Send`.
+unsafe impl Sync for RingCell {}
+
+impl RingCell {
+    pub(crate) fn new() -> Arc<RingCell> {
+        Arc::new(RingCell {
+            ring: UnsafeCell::new(None),
+            in_kernel: AtomicU32::new(0),
+        })
+    }
+
+    /// The ring, for the holder of the lane.
+    ///
+    /// # Safety
+    ///
+    /// `held` must prove ownership of the lane whose cell this is, and the
+    /// reference must not outlive it.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn ring(&self, _held: &Held<'_>) -> &mut Option<Ring> {
+        // SAFETY: exclusive by the caller's contract.
+        unsafe { &mut *self.ring.get() }
+    }
+}
+
 /// Starts the reaper of lane `lane`; it reports its ring setup (or why it
 /// has none) on `setup`.
 pub(crate) fn spawn(
     shared: Arc<EngineShared>,
+    cell: Arc<RingCell>,
     lane: usize,
     setup: mpsc::Sender<io::Result<&'static str>>,
 ) -> io::Result<std::thread::JoinHandle<()>> {
@@ -161,11 +225,20 @@ pub(crate) fn spawn(
     };
     std::thread::Builder::new()
         .name(name)
-        .spawn(move || reaper_main(&shared, lane, &setup))
+        .spawn(move || reaper_main(&shared, &cell, lane, &setup))
 }
 
-/// The reaper's private state.
-struct Reaper {
+/// A lane's ring and the requests in it.
+struct Ring {
+    ring: IoUring,
+    st: Requests,
+    /// The eventfd read's target; lives as long as the ring (declared
+    /// after it, dropped after it) and is never moved (boxed).
+    wake_buf: Box<[u8; 8]>,
+}
+
+/// The requests of a ring.
+struct Requests {
     /// Requests in the kernel, indexed by `user_data`.
     slab: Vec<Option<Request>>,
     free: Vec<u32>,
@@ -173,89 +246,83 @@ struct Reaper {
     /// Writeback stages of writes completed in the last pass: issued first
     /// in the next.
     chained: Vec<Request>,
+    /// Requests reaped (or refused) and not yet completed.
+    done: Vec<(Request, i64)>,
     wake_armed: bool,
-    /// The eventfd read's target; lives as long as the ring (declared
-    /// first, dropped after it) and is never moved (boxed).
-    wake_buf: Box<[u8; 8]>,
 }
 
-fn reaper_main(
-    shared: &Arc<EngineShared>,
-    lane_index: usize,
-    setup: &mpsc::Sender<io::Result<&'static str>>,
-) {
-    let lane = &shared.lanes[lane_index];
-    if let Some(cpu) = lane.cpu
-        && shared.config.pin
-        && let Err(e) = crate::sys::pin_current_thread(cpu)
-    {
-        tracing::warn!(cpu, error = %e, "endio io_uring reaper could not pin itself to its CPU; it runs unpinned");
+/// What one pass found.
+#[derive(Debug, Default, Clone, Copy)]
+struct Passed {
+    /// Requests completed.
+    completed: usize,
+}
+
+impl Ring {
+    fn new(ring: IoUring, depth: u32) -> Ring {
+        Ring {
+            ring,
+            st: Requests {
+                slab: (0..depth).map(|_| None).collect(),
+                free: (0..depth).rev().collect(),
+                in_kernel: 0,
+                chained: Vec::with_capacity(depth as usize),
+                done: Vec::with_capacity(depth as usize),
+                wake_armed: false,
+            },
+            wake_buf: Box::new([0u8; 8]),
+        }
     }
-    let depth = lane.slots.capacity();
-    let mut state = Reaper {
-        slab: (0..depth).map(|_| None).collect(),
-        free: (0..depth).rev().collect(),
-        in_kernel: 0,
-        chained: Vec::with_capacity(depth as usize),
-        wake_armed: false,
-        wake_buf: Box::new([0u8; 8]),
-    };
-    // The ring is made here: with SINGLE_ISSUER its creator is its issuer.
-    let (mut ring, flags) = match build_ring(depth + 2) {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = setup.send(Err(e));
-            return;
-        }
-    };
-    let _ = setup.send(Ok(flags));
-    let efd = lane.bell.ring_bell().efd.raw_fd();
-    let bell = lane.bell.ring_bell();
-    let (mut submitter, mut sq, mut cq) = ring.split();
-    // Saves a file lookup per io_uring_enter (5.18+); optional.
-    let _ = submitter.register_ring_fd();
-    let mut done: Vec<(Request, i64)> = Vec::with_capacity(depth as usize);
-    let mut closed_at: Option<Instant> = None;
-    let mut cancel_sent = false;
-    let batch = shared.config.submit_batch as usize;
-    loop {
-        // SeqCst: pairs with the store in `EngineShared::shutdown` and the
-        // submitter's load after taking a slot (see `mod.rs`).
-        let closed = shared.closed.load(Ordering::SeqCst);
-        if closed && closed_at.is_none() {
-            closed_at = Some(Instant::now());
-        }
+
+    /// One pass over the ring, by whoever drives it: steps 1-7 below. If
+    /// `sleep` is given and the pass has nothing to complete, it waits in
+    /// the kernel for a completion or the lane's bell, unless `sleep()`
+    /// says there is other work. At shutdown (`closed`) the wait is 1 ms
+    /// at most and new requests complete with `ECANCELED`.
+    fn pass(
+        &mut self,
+        shared: &EngineShared,
+        lane: &Lane<Request>,
+        sleep: Option<&dyn Fn() -> bool>,
+        closed: bool,
+    ) -> Passed {
+        let bell = lane.bell.event();
+        let efd = bell.efd().raw_fd();
+        let batch = shared.config.submit_batch as usize;
+        let (submitter, mut sq, mut cq) = self.ring.split();
+        let st = &mut self.st;
         // The kernel consumed the SQ during the last enter: learn its head.
         sq.sync();
         // 1. Keep the doorbell read in flight.
-        if !state.wake_armed {
-            let read = opcode::Read::new(types::Fd(efd), state.wake_buf.as_mut_ptr(), 8)
+        if !st.wake_armed {
+            let read = opcode::Read::new(types::Fd(efd), self.wake_buf.as_mut_ptr(), 8)
                 .build()
                 .user_data(WAKE);
-            // SAFETY: `wake_buf` is boxed (it does not move) and outlives
-            // the ring, and `efd` stays open as long as the lane, which
-            // outlives this thread (the engine joins it first).
+            // SAFETY: `wake_buf` is boxed (it does not move) and lives as
+            // long as the ring, and the read is retired before both go
+            // (`retire_wake`); `efd` stays open as long as the lane's bell,
+            // which outlives the ring.
             if unsafe { sq.push(&read) }.is_ok() {
-                state.wake_armed = true;
+                st.wake_armed = true;
             }
         }
         // 2. Chained writeback stages, then the inbox -> SQ, entering the
         //    kernel whenever `submit_batch` SQEs are waiting (what is left
-        //    goes with the wait below; see "Submission"). Stages of batched dontcache
-        //    writes hold no slot: the slab grows for them, and a full SQ
-        //    is submitted first; what still does not fit waits for the
-        //    next pass.
-        while let Some(req) = state.chained.pop() {
+        //    goes with the wait below; see "Submission"). Stages of batched
+        //    dontcache writes hold no slot: the slab grows for them, and a
+        //    full SQ is submitted first; what still does not fit waits for
+        //    the next pass.
+        while let Some(req) = st.chained.pop() {
             if closed {
-                done.push((req, -i64::from(libc::ECANCELED)));
+                st.done.push((req, -i64::from(libc::ECANCELED)));
                 continue;
             }
             if !sq_room(&mut sq, &submitter) {
-                state.chained.push(req);
+                st.chained.push(req);
                 break;
             }
-            let index = state.free_index();
-            state.issue(&mut sq, index, req, &mut done);
+            let index = free_index(&mut st.slab, &mut st.free);
+            st.issue(&mut sq, index, req);
             submit_batch(&mut sq, &submitter, batch);
         }
         while sq_room(&mut sq, &submitter) {
@@ -263,49 +330,25 @@ fn reaper_main(
                 break;
             };
             if closed {
-                done.push((req, -i64::from(libc::ECANCELED)));
+                st.done.push((req, -i64::from(libc::ECANCELED)));
                 continue;
             }
-            let index = state.free_index();
-            state.issue(&mut sq, index, req, &mut done);
+            let index = free_index(&mut st.slab, &mut st.free);
+            st.issue(&mut sq, index, req);
             submit_batch(&mut sq, &submitter, batch);
         }
-        // 3. At shutdown, after the grace period, cancel what the kernel
-        //    still holds, once.
-        if let Some(at) = closed_at
-            && !cancel_sent
-            && state.in_kernel > 0
-            && at.elapsed() >= shared.config.shutdown_grace
+        // 5. Submit what is left; wait for a completion unless there is
+        //    something to do already. The bell's handshake: the flag, a
+        //    fence, then one more look at the inbox and the caller's work.
+        cq.sync();
+        let mut want = 0;
+        if let Some(other_work) = sleep
+            && st.done.is_empty()
+            && st.chained.is_empty()
+            && cq.is_empty()
+            && bell.prepare_sleep(|| !lane.inbox.is_empty() || other_work())
         {
-            let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
-                .build()
-                .user_data(CANCEL);
-            // SAFETY: a cancel request points to no memory.
-            if unsafe { sq.push(&cancel) }.is_ok() {
-                cancel_sent = true;
-            }
-        }
-        // 4. Done when closed and nothing holds a slot of this lane.
-        if closed
-            && state.in_kernel == 0
-            && done.is_empty()
-            && state.chained.is_empty()
-            && lane.slots.all_free()
-        {
-            break;
-        }
-        // 5. Submit the batch; wait for a completion unless there is
-        //    something to do already.
-        let mut want = usize::from(done.is_empty() && state.chained.is_empty());
-        if want == 1 {
-            // SeqCst store, fence, then the inbox check: the reaper's half of
-            // the `RingBell` handshake (a submitter pushes, fences, loads).
-            bell.sleeping.store(true, Ordering::SeqCst);
-            fence(Ordering::SeqCst);
-            if !lane.inbox.is_empty() {
-                bell.sleeping.store(false, Ordering::Relaxed);
-                want = 0;
-            }
+            want = 1;
         }
         sq.sync();
         let entered = if want == 0 && sq.is_empty() && !sq.taskrun() {
@@ -319,13 +362,15 @@ fn reaper_main(
         } else {
             submitter.submit_and_wait(want)
         };
-        bell.sleeping.store(false, Ordering::Relaxed);
+        if want == 1 {
+            bell.woke();
+        }
         if let Err(e) = entered {
             match e.raw_os_error() {
                 // Timed out, interrupted, or completions to reap first.
                 Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN) => {}
                 _ => {
-                    tracing::error!(error = %e, lane = lane_index, "io_uring_enter failed; retrying in 1 ms");
+                    tracing::error!(error = %e, cpu = ?lane.cpu, "io_uring_enter failed; retrying in 1 ms");
                     std::thread::sleep(Duration::from_millis(1));
                 }
             }
@@ -333,16 +378,196 @@ fn reaper_main(
         // 6. Reap every CQE.
         cq.sync();
         for cqe in &mut cq {
-            reap(&mut state, &cqe, &mut done);
+            st.reap(&cqe);
         }
         cq.sync();
+        drop((submitter, sq, cq));
         // 7. The completion step: slots back, then `endio` in atomic
-        //    context (the reaper is endio's interrupt); write-back stages
-        //    are issued first in the next pass.
-        let completed = !done.is_empty();
-        complete_all(&shared.completer, &lane.slots, &mut done, |stage| {
-            state.chained.push(stage);
+        //    context (the ring's driver is endio's interrupt); write-back
+        //    stages are issued first in the next pass.
+        let completed = st.done.len();
+        let chained = &mut st.chained;
+        complete_all(&shared.completer, &lane.slots, &mut st.done, |stage| {
+            chained.push(stage);
         });
+        Passed { completed }
+    }
+
+    /// At shutdown, after the grace period: cancels what the kernel still
+    /// holds; `false` if the SQ had no room (try again next pass).
+    fn cancel_all(&mut self) -> bool {
+        let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+            .build()
+            .user_data(CANCEL);
+        // SAFETY: a cancel request points to no memory.
+        unsafe { self.ring.submission().push(&cancel) }.is_ok()
+    }
+
+    /// Whether nothing of the lane is left in the ring.
+    fn is_empty(&self) -> bool {
+        self.st.in_kernel == 0 && self.st.done.is_empty() && self.st.chained.is_empty()
+    }
+
+    /// Retires the doorbell read before the ring and its buffer go.
+    fn retire_wake(&mut self, bell: &EventBell) {
+        if !self.st.wake_armed {
+            return;
+        }
+        bell.ring_always();
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.st.wake_armed && Instant::now() < deadline {
+            let ts = types::Timespec::new().nsec(10_000_000);
+            let args = types::SubmitArgs::new().timespec(&ts);
+            let (submitter, mut sq, mut cq) = self.ring.split();
+            sq.sync();
+            let _ = submitter.submit_with_args(1, &args);
+            cq.sync();
+            for cqe in &mut cq {
+                if cqe.user_data() == WAKE {
+                    self.st.wake_armed = false;
+                }
+            }
+        }
+    }
+}
+
+/// The lane as its CPU's worker drives it (`task::drive::Drive`).
+pub(crate) struct UringDrive {
+    pub(crate) shared: Arc<EngineShared>,
+    pub(crate) cell: Arc<RingCell>,
+    pub(crate) lane: usize,
+}
+
+impl Drive for UringDrive {
+    fn owner(&self) -> &DriveOwner {
+        &self.shared.lanes[self.lane].owner
+    }
+
+    fn bell(&self) -> &EventBell {
+        self.shared.lanes[self.lane].bell.event()
+    }
+
+    fn pass(&self, held: &Held<'_>, sleep: Option<&dyn Fn() -> bool>) -> usize {
+        assert!(held.of(self.owner()), "a pass needs the lane it drives");
+        let lane = &self.shared.lanes[self.lane];
+        // SAFETY: `held` proves we own this lane, for this call.
+        let Some(ring) = (unsafe { self.cell.ring(held) }) else {
+            return 0;
+        };
+        let closed = self.shared.closed.load(Ordering::SeqCst);
+        let passed = ring.pass(&self.shared, lane, sleep, closed);
+        self.cell
+            .in_kernel
+            .store(ring.st.in_kernel, Ordering::Relaxed);
+        lane.completions.by_worker(passed.completed);
+        passed.completed
+    }
+
+    fn has_submissions(&self) -> bool {
+        !self.shared.lanes[self.lane].inbox.is_empty()
+    }
+
+    fn busy(&self) -> bool {
+        let lane = &self.shared.lanes[self.lane];
+        self.cell.in_kernel.load(Ordering::Relaxed) > 0
+            || lane.slots.in_use() > 0
+            || !lane.inbox.is_empty()
+    }
+
+    fn key(&self) -> usize {
+        self.shared.lanes[self.lane].key()
+    }
+}
+
+fn reaper_main(
+    shared: &Arc<EngineShared>,
+    cell: &RingCell,
+    lane_index: usize,
+    setup: &mpsc::Sender<io::Result<&'static str>>,
+) {
+    let lane = &shared.lanes[lane_index];
+    if let Some(cpu) = lane.cpu
+        && shared.config.pin
+        && let Err(e) = crate::sys::pin_current_thread(cpu)
+    {
+        tracing::warn!(cpu, error = %e, "endio io_uring reaper could not pin itself to its CPU; it runs unpinned");
+    }
+    lane.owner.set_reserve(std::thread::current());
+    let depth = lane.slots.capacity();
+    // The ring is made here: with SINGLE_ISSUER its creator is its issuer.
+    let (ring, flags) = match build_ring(depth + 2, lane.driven) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = setup.send(Err(e));
+            return;
+        }
+    };
+    if !lane.driven {
+        // Saves a file lookup per io_uring_enter (5.18+); optional. Only
+        // for a ring this thread alone enters: the registration is the
+        // registering thread's.
+        let _ = ring.submitter().register_ring_fd();
+    }
+    {
+        let held = lane
+            .owner
+            .reserve_holds()
+            .expect("a lane starts with its reserve");
+        // SAFETY: we hold the lane (a new lane is the reserve's).
+        *unsafe { cell.ring(&held) } = Some(Ring::new(ring, depth));
+    }
+    let _ = setup.send(Ok(flags));
+    let mut closed_at: Option<Instant> = None;
+    let mut cancel_sent = false;
+    let mut held_before = true;
+    loop {
+        // SeqCst: pairs with the store in `EngineShared::shutdown` and the
+        // submitter's load after taking a slot (see `mod.rs`).
+        let closed = shared.closed.load(Ordering::SeqCst);
+        if closed && closed_at.is_none() {
+            closed_at = Some(Instant::now());
+        }
+        let Some(held) = lane.owner.reserve_holds() else {
+            // The worker drives the ring: stand by until it is handed over
+            // (a rescue, the worker's CPU going down, the engine's eviction
+            // at shutdown all unpark this thread). The timeout only bounds a
+            // wakeup this protocol does not lose.
+            held_before = false;
+            std::thread::park_timeout(Duration::from_millis(100));
+            continue;
+        };
+        if !held_before {
+            held_before = true;
+            lane.completions.taken_over();
+        }
+        // SAFETY: we hold the lane until `held` goes.
+        let Some(ring) = (unsafe { cell.ring(&held) }) else {
+            break;
+        };
+        // 3. At shutdown, after the grace period, cancel what the kernel
+        //    still holds, once.
+        if let Some(at) = closed_at
+            && !cancel_sent
+            && ring.st.in_kernel > 0
+            && at.elapsed() >= shared.config.shutdown_grace
+        {
+            cancel_sent = ring.cancel_all();
+        }
+        // 4. Done when closed and nothing holds a slot of this lane.
+        if closed && ring.is_empty() && lane.slots.all_free() && lane.inbox.is_empty() {
+            break;
+        }
+        let passed = ring.pass(shared, lane, Some(&|| lane.owner.wanted()), closed);
+        cell.in_kernel.store(ring.st.in_kernel, Ordering::Relaxed);
+        lane.completions.by_reaper(passed.completed);
+        // The worker asked for the ring back: hand it over between passes.
+        if lane.owner.wanted() && !closed {
+            if lane.owner.hand_back(held) {
+                lane.completions.handed_back();
+                held_before = false;
+            }
+            continue;
+        }
         // 8. The ring went idle with these completions: nothing is left to
         //    reap, so the next event is a resubmission by a handler, most
         //    often from the worker this pass just woke on the same CPU.
@@ -350,76 +575,34 @@ fn reaper_main(
         //    so its push rings no bell and is issued as soon as it runs,
         //    without the eventfd round trip. With I/O still in the kernel
         //    the reaper does not yield: that would delay reaping it.
-        if completed
+        if passed.completed > 0
             && !closed
-            && state.in_kernel == 0
-            && state.chained.is_empty()
+            && ring.st.in_kernel == 0
+            && ring.st.chained.is_empty()
             && lane.inbox.is_empty()
         {
             super::lane::yield_for_work(|| !lane.inbox.is_empty());
         }
     }
-    // Retire the doorbell read before the ring and its buffer go.
-    if state.wake_armed {
-        lane.bell.ring_bell().efd.notify();
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while state.wake_armed && Instant::now() < deadline {
-            let ts = types::Timespec::new().nsec(10_000_000);
-            let args = types::SubmitArgs::new().timespec(&ts);
-            sq.sync();
-            let _ = submitter.submit_with_args(1, &args);
-            cq.sync();
-            for cqe in &mut cq {
-                if cqe.user_data() == WAKE {
-                    state.wake_armed = false;
-                }
-            }
-        }
+    let held = lane
+        .owner
+        .reserve_holds()
+        .expect("the reaper leaves holding its lane");
+    // SAFETY: we hold the lane.
+    if let Some(mut ring) = unsafe { cell.ring(&held) }.take() {
+        ring.retire_wake(lane.bell.event());
     }
-    drop((submitter, sq, cq));
-    drop(ring);
-    drop(state);
 }
 
-/// The SQE of a request (without its `user_data`).
-impl Reaper {
-    /// Issues `req` under the free slab index `index` (the last of `free`):
-    /// its SQE goes into `sq` and the request waits in `slab[index]` until
-    /// the CQE for `index` is reaped. A request the SQ refuses (cannot
-    /// happen, see "Bounds") fails with `EBUSY` rather than being lost.
-    /// A free slab index, the slab grown by one if none is free.
-    fn free_index(&mut self) -> u32 {
-        if let Some(&index) = self.free.last() {
-            return index;
-        }
-        let index = u32::try_from(self.slab.len()).unwrap_or(u32::MAX);
-        self.slab.push(None);
-        self.free.push(index);
-        index
+/// A free slab index, the slab grown by one if none is free.
+fn free_index(slab: &mut Vec<Option<Request>>, free: &mut Vec<u32>) -> u32 {
+    if let Some(&index) = free.last() {
+        return index;
     }
-
-    fn issue(
-        &mut self,
-        sq: &mut io_uring::SubmissionQueue<'_>,
-        index: u32,
-        mut req: Request,
-        done: &mut Vec<(Request, i64)>,
-    ) {
-        let entry = prepare(&mut req).user_data(u64::from(index));
-        // SAFETY: the SQE points into the request's buffer (a writeback
-        // stage's to no memory), on the heap and owned by the request, which
-        // is parked in `slab[index]` (moving the request does not move the
-        // buffer) until the CQE for `index` is reaped; the file stays open
-        // because the request holds its device.
-        match unsafe { sq.push(&entry) } {
-            Ok(()) => {
-                self.free.pop();
-                self.slab[index as usize] = Some(req);
-                self.in_kernel += 1;
-            }
-            Err(_) => done.push((req, -i64::from(libc::EBUSY))),
-        }
-    }
+    let index = u32::try_from(slab.len()).unwrap_or(u32::MAX);
+    slab.push(None);
+    free.push(index);
+    index
 }
 
 /// Submits the SQ once it holds `batch` entries.
@@ -482,24 +665,47 @@ fn prepare(req: &mut Request) -> squeue::Entry {
     }
 }
 
-/// Takes the request of one CQE out of the slab.
-fn reap(state: &mut Reaper, cqe: &cqueue::Entry, done: &mut Vec<(Request, i64)>) {
-    match cqe.user_data() {
-        WAKE => state.wake_armed = false,
-        CANCEL => {}
-        index => {
-            let slot = usize::try_from(index)
-                .ok()
-                .and_then(|i| state.slab.get_mut(i));
-            if let Some(req) = slot.and_then(Option::take) {
-                state.free.push(index as u32);
-                state.in_kernel -= 1;
-                done.push((req, i64::from(cqe.result())));
-            } else {
-                tracing::error!(
-                    user_data = index,
-                    "io_uring completion for an unknown request; ignored"
-                );
+impl Requests {
+    /// Issues `req` under the free slab index `index` (the last of `free`):
+    /// its SQE goes into `sq` and the request waits in `slab[index]` until
+    /// the CQE for `index` is reaped. A request the SQ refuses (cannot
+    /// happen, see "Bounds") fails with `EBUSY` rather than being lost.
+    fn issue(&mut self, sq: &mut io_uring::SubmissionQueue<'_>, index: u32, mut req: Request) {
+        let entry = prepare(&mut req).user_data(u64::from(index));
+        // SAFETY: the SQE points into the request's buffer (a writeback
+        // stage's to no memory), on the heap and owned by the request, which
+        // is parked in `slab[index]` (moving the request does not move the
+        // buffer) until the CQE for `index` is reaped; the file stays open
+        // because the request holds its device.
+        match unsafe { sq.push(&entry) } {
+            Ok(()) => {
+                self.free.pop();
+                self.slab[index as usize] = Some(req);
+                self.in_kernel += 1;
+            }
+            Err(_) => self.done.push((req, -i64::from(libc::EBUSY))),
+        }
+    }
+
+    /// Takes the request of one CQE out of the slab.
+    fn reap(&mut self, cqe: &cqueue::Entry) {
+        match cqe.user_data() {
+            WAKE => self.wake_armed = false,
+            CANCEL => {}
+            index => {
+                let slot = usize::try_from(index)
+                    .ok()
+                    .and_then(|i| self.slab.get_mut(i));
+                if let Some(req) = slot.and_then(Option::take) {
+                    self.free.push(index as u32);
+                    self.in_kernel -= 1;
+                    self.done.push((req, i64::from(cqe.result())));
+                } else {
+                    tracing::error!(
+                        user_data = index,
+                        "io_uring completion for an unknown request; ignored"
+                    );
+                }
             }
         }
     }

@@ -60,6 +60,25 @@ impl EventFd {
         let _ = rustix::io::write(&self.fd, &1u64.to_ne_bytes());
     }
 
+    /// Waits until the count is non-zero, at most `timeout`, and resets it
+    /// (for a thread that sleeps on the eventfd itself rather than in a
+    /// ring). May return early; callers re-check their condition.
+    pub fn wait(&self, timeout: Duration) {
+        let timeout = rustix::event::Timespec {
+            tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(timeout.subsec_nanos()),
+        };
+        let mut fds = [rustix::event::PollFd::new(
+            &self.fd,
+            rustix::event::PollFlags::IN,
+        )];
+        // EINTR and a timeout both mean "look again".
+        let _ = rustix::event::poll(&mut fds, Some(&timeout));
+        let mut count = [0u8; 8];
+        // Non-blocking: EAGAIN when nothing was written.
+        let _ = rustix::io::read(&self.fd, &mut count);
+    }
+
     /// The descriptor, for an io_uring read.
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()

@@ -22,14 +22,18 @@
 //! 1. P marks the bio deferred and pushes it onto `queue[c]` with one
 //!    compare-and-swap.
 //! 2. If the compare-and-swap replaced an empty head (the empty→non-empty transition), P
-//!    unparks `W[c]`. Otherwise P does nothing more: the bios already there
-//!    have woken `W[c]`, which has not yet taken them.
+//!    unparks `W[c]`, unless P is `W[c]` itself (it reaps the lane it
+//!    drives, see `drive.rs`, or a handler of its own deferred a bio): a
+//!    running worker drains before it parks. Otherwise P does nothing
+//!    more: the bios already there have woken `W[c]`, which has not yet
+//!    taken them.
 //! 3. If `queue[c]` is closed (no worker serves `c`), the bio is handed back
 //!    and P tries the next CPU in turn; some queue is always open.
 //!
 //! Worker `W[c]`, a loop:
 //!
-//! 4. If `queue[c]` is empty, park; on wakeup go to 4.
+//! 4. If `queue[c]` is empty, park (or, with an engine lane to drive, sleep
+//!    in it: see `drive.rs`); on wakeup go to 4.
 //! 5. Ask the pacer how long to let the batch gather (0 for
 //!    [`Batching::Immediate`], the fixed delay for [`Batching::Fixed`], a
 //!    load-dependent delay for [`Batching::Adaptive`]) and sleep that long.
@@ -50,10 +54,16 @@
 //!    read of `queue[c]` returned empty.
 //! 2. Every push is a compare-and-swap on the head, so all pushes and takes of `queue[c]`
 //!    are totally ordered. The first push after `N` in that order finds the
-//!    head empty, so by step 2 it unparks `W[c]`.
+//!    head empty, so by step 2 it unparks `W[c]`; if `W[c]` made that push
+//!    itself, the push comes before `W[c]`'s read in step 4 (one thread),
+//!    which then finds the bio.
 //! 3. `park`/`unpark` keep a token: an unpark that comes before the park makes
 //!    the park return at once; one that comes after wakes it. Either way `W[c]`
-//!    runs step 4 again after that push, and finds the bio.
+//!    runs step 4 again after that push, and finds the bio. A worker that
+//!    sleeps in the engine lane it drives instead (`drive.rs`) sleeps only
+//!    after it set the lane bell's flag, fenced and found `queue[c]` empty;
+//!    the unpark rings that bell after the push and a fence, so one of the
+//!    two sees the other (the `EventBell` handshake).
 //! 4. A push before `N` in the order was taken by `N` (a take-all takes all),
 //!    and runs in that drain.
 //! 5. A run that stops on the budget does not park (step 7), so nothing it
@@ -131,6 +141,7 @@
 //! rescue does give up the per-CPU ordering for the stalled handler: the
 //! rest runs while it is still inside.
 
+pub(crate) mod drive;
 mod error;
 #[cfg(all(test, loom))]
 mod loom_tests;
@@ -299,6 +310,48 @@ impl Completer {
     /// `cpu` to another CPU. Returns how many handlers it ran.
     pub fn cpu_dead(&self, cpu: usize) -> Result<u64, HotplugError> {
         self.handle.shared.cpu_dead(cpu)
+    }
+
+    /// The bell of the engine lanes `cpu`'s worker drives (`drive.rs`), if
+    /// that worker can drive one: it is pinned, the watchdog runs (it takes
+    /// a lane from a worker stuck in a handler), and no lane is attached.
+    /// Made on first use; `None` also if the eventfd cannot be made.
+    pub(crate) fn lane_bell(&self, cpu: usize) -> Option<Arc<drive::EventBell>> {
+        let shared = &*self.handle.shared;
+        let per_cpu = shared.cpus.get(cpu)?;
+        if !shared.config.pin_workers
+            || shared.config.stall_timeout.is_none()
+            || per_cpu.worker.get().is_none()
+            || per_cpu.drive.lane().is_some()
+        {
+            return None;
+        }
+        per_cpu.drive.bell().ok()
+    }
+
+    /// Lets `cpu`'s worker drive `lane` when it has nothing to run;
+    /// `false` if it drives another one.
+    pub(crate) fn attach_lane(&self, cpu: usize, lane: Arc<dyn drive::Drive>) -> bool {
+        let shared = &*self.handle.shared;
+        let Some(per_cpu) = shared.cpus.get(cpu) else {
+            return false;
+        };
+        let Some(worker) = per_cpu.worker.get() else {
+            return false;
+        };
+        let attached = per_cpu.drive.attach(lane, worker);
+        if attached {
+            per_cpu.wake_worker();
+        }
+        attached
+    }
+
+    /// Stops `cpu`'s worker from driving the lane `key` (if it is the one
+    /// attached); the worker lets go of it at once.
+    pub(crate) fn detach_lane(&self, cpu: usize, key: usize) {
+        if let Some(per_cpu) = self.handle.shared.cpus.get(cpu) {
+            per_cpu.drive.detach(key);
+        }
     }
 
     /// The CPUs whose work is enabled now.

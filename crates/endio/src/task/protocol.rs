@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
+use super::drive::{self, DriveSlot};
 use super::error::HotplugError;
 use super::policy::{Batching, Budget, PanicPolicy};
 use super::queue::{BioList, Pushed, Queue};
@@ -76,6 +77,8 @@ pub(crate) struct PerCpu {
     /// boundary without the lock (written under it).
     online: AtomicBool,
     pub(crate) lifecycle_counters: LifecycleCounters,
+    /// The engine lane the worker drives instead of parking (`drive.rs`).
+    pub(crate) drive: DriveSlot,
 }
 
 pub(crate) struct Hot {
@@ -186,6 +189,15 @@ pub(crate) struct Control {
     sync_waiters: u32,
 }
 
+/// Where a drain calls its boundary function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Boundary {
+    /// The batch is empty; the queue is taken next.
+    Refill,
+    /// A handler just returned.
+    Between,
+}
+
 /// How a drain run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RunEnd {
@@ -203,6 +215,21 @@ pub(crate) enum RunEnd {
 }
 
 impl PerCpu {
+    /// Wakes the worker, parked on its thread or sleeping in the lane it
+    /// drives. Never blocks (allowed in atomic context).
+    pub(crate) fn wake_worker(&self) {
+        if let Some(worker) = self.worker.get() {
+            worker.unpark();
+        }
+        self.drive.ring();
+    }
+
+    /// Whether the CPU's work is enabled (lock-free read).
+    pub(crate) fn is_online(&self) -> bool {
+        // Acquire: pairs with the Release store under the lock.
+        self.online.load(Ordering::Acquire)
+    }
+
     fn new() -> PerCpu {
         PerCpu {
             hot: CachePadded::new(Hot {
@@ -223,6 +250,7 @@ impl PerCpu {
             worker: OnceLock::new(),
             repin: AtomicBool::new(false),
             lifecycle_counters: LifecycleCounters::default(),
+            drive: DriveSlot::default(),
         }
     }
 }
@@ -269,8 +297,11 @@ impl Shared {
             stats::add_shared(&per_cpu.hot.counters.deferred, 1);
             match per_cpu.hot.queue.push(bio) {
                 Pushed::WasEmpty => {
-                    if let Some(worker) = per_cpu.worker.get() {
-                        worker.unpark();
+                    // The worker pushing onto its own queue (it reaps the
+                    // lane it drives, or a handler defers) is awake and
+                    // drains before it parks: nothing to wake.
+                    if !context::is_worker_of(cpu) {
+                        per_cpu.wake_worker();
                     }
                     return cpu;
                 }
@@ -328,6 +359,19 @@ impl Shared {
     /// given back), not per handler: between handlers the drainer owns the
     /// batch through the run word (see `Run`).
     pub(crate) fn drain(&self, cpu: usize, role: Role, budget: Option<Budget>) -> (RunEnd, u64) {
+        self.drain_with(cpu, role, budget, &mut |_| {})
+    }
+
+    /// [`drain`](Self::drain), calling `boundary` outside any handler:
+    /// before each take of the queue and after each handler (a worker
+    /// issues there what its handlers submitted, and reaps its lane).
+    pub(crate) fn drain_with(
+        &self,
+        cpu: usize,
+        role: Role,
+        budget: Option<Budget>,
+        boundary: &mut dyn FnMut(Boundary),
+    ) -> (RunEnd, u64) {
         let per_cpu = &self.cpus[cpu];
         let counters = &*per_cpu.drain_counters;
         let run = &*per_cpu.run;
@@ -361,8 +405,11 @@ impl Shared {
             }
             // SAFETY: we hold the token and the word is BETWEEN; the
             // reference ends before the word leaves BETWEEN.
-            let batch = unsafe { run.batch() };
+            let mut batch = unsafe { run.batch() };
             if batch.is_empty() {
+                boundary(Boundary::Refill);
+                // SAFETY: as above; the boundary does not touch the batch.
+                batch = unsafe { run.batch() };
                 let taken = per_cpu.hot.queue.take_all();
                 if taken.is_empty() {
                     break RunEnd::Empty;
@@ -410,6 +457,7 @@ impl Shared {
             handler_ns_max = handler_ns_max.max(clock.nanos_between(last, now));
             last = now;
             ran += 1;
+            boundary(Boundary::Between);
         };
         // Still the token holder: the single-writer counters are ours.
         if end == RunEnd::BudgetSpent {
@@ -545,9 +593,7 @@ impl Shared {
         if pending {
             stats::add_shared(&counters.requeued_on_online, 1);
         }
-        if let Some(worker) = per_cpu.worker.get() {
-            worker.unpark();
-        }
+        per_cpu.wake_worker();
         Ok(())
     }
 
@@ -570,6 +616,9 @@ impl Shared {
         }
         self.set_state(cpu, &mut control, CpuState::DownPrepared);
         stats::add_shared(&per_cpu.lifecycle_counters.down_preps, 1);
+        // A worker sleeping in the lane it drives hands the lane to its
+        // reserve once it sees the work disabled.
+        per_cpu.drive.ring();
         // A drain in progress stops at its next handler boundary; a stalled
         // one is revoked by the watchdog, which releases the token too.
         control.sync_waiters += 1;
@@ -673,6 +722,33 @@ impl Shared {
             }
         }
         rescues
+    }
+
+    /// The watchdog's check of driven lanes (`drive.rs`, step 3): a worker
+    /// that has been inside one handler for [`drive::RESCUE_AFTER`] or
+    /// longer loses its lane to the lane's reserve, if the lane has I/O.
+    /// Returns whether any driven lane is busy (the watchdog then ticks
+    /// faster) and how many lanes it took.
+    pub(crate) fn rescue_lanes(&self, now: u64) -> (bool, usize) {
+        let after_ns = nanos(drive::RESCUE_AFTER);
+        let mut busy = false;
+        let mut taken = 0;
+        for per_cpu in self.cpus.iter() {
+            if !per_cpu.drive.busy() {
+                continue;
+            }
+            busy = true;
+            let run = &*per_cpu.run;
+            if run.word.load(Ordering::Acquire) & PHASE_MASK != IN_HANDLER {
+                continue;
+            }
+            let since = run.handler_since.load(Ordering::Relaxed);
+            if self.clock.nanos_between(since, now) >= after_ns && per_cpu.drive.rescue() {
+                stats::add_shared(&per_cpu.lifecycle_counters.lane_rescues, 1);
+                taken += 1;
+            }
+        }
+        (busy, taken)
     }
 
     /// The CPUs whose work is enabled.

@@ -70,6 +70,10 @@ crate::counters::counters! {
             rescues: sum,
             /// Handlers run by rescue threads.
             rescued: sum,
+            /// Times the watchdog took the engine lane a worker drives from
+            /// it, because it stayed inside one handler while the lane had
+            /// I/O (the lane's own thread drove it from then on).
+            lane_rescues: sum,
             /// Handlers run by `cpu_dead` in its caller's thread.
             drained: sum,
             /// Deferrals that found their CPU's batch closed and went to

@@ -17,9 +17,10 @@
 use std::io;
 use std::time::Duration;
 
+use super::drive::{self, Drive, Parked};
 use super::error::HotplugError;
 use super::policy::Pacer;
-use super::protocol::{Role, RunEnd, Shared};
+use super::protocol::{Boundary, Role, RunEnd, Shared};
 use super::stats;
 use crate::context;
 use crate::sync::{Arc, Instant, Ordering, thread};
@@ -106,35 +107,82 @@ pub(crate) fn shut_down(shared: &Shared) {
 
 /// The worker of `cpu`.
 fn worker_main(shared: &Shared, cpu: usize) {
-    context::become_task_worker();
+    context::become_worker_of(cpu);
     // Short batching delays must not be stretched by the 50 µs default slack.
     let _ = sys::set_timer_slack_ns(1_000);
     let per_cpu = &shared.cpus[cpu];
     let mut pacer = Pacer::new(shared.config.batching);
     let mut last_ran: u64 = 0;
+    // The engine lane this worker drives instead of parking, if any
+    // (`drive.rs`), re-read when the slot changes.
+    let mut lane: Option<Arc<dyn Drive>> = None;
+    let mut lane_generation = u32::MAX;
     pin(shared, cpu);
     // Start with a drain: bios may have been queued (or left in the batch by
     // an interrupted run) before this thread first ran.
     let mut park_first = false;
     while !shared.is_shut_down() {
+        let generation = per_cpu.drive.generation();
+        if generation != lane_generation {
+            if let Some(old) = lane.take() {
+                drive::release(&*old);
+            }
+            lane = per_cpu.drive.lane();
+            lane_generation = generation;
+        }
+        // A lane is driven only while the CPU's work is enabled; otherwise
+        // its reserve thread drives it.
+        let driving = match lane.as_deref() {
+            Some(l) if per_cpu.is_online() => Some(l),
+            Some(l) => {
+                drive::release(l);
+                None
+            }
+            None => None,
+        };
         if park_first {
-            // Step 4: the last drain found nothing it could run. Yield a few
-            // times first: a producer on this CPU (a reaper, a submitter
-            // waiting for its completions) often pushes again within a
-            // time slice, and a park/unpark round trip costs two context
-            // switches per batch. Only after a run of more than one
-            // handler, though (see `YIELDS_AFTER_RUN_MIN`).
-            let found = last_ran >= YIELDS_AFTER_RUN_MIN
-                && (0..YIELDS_BEFORE_PARK).any(|_| {
-                    thread::yield_now();
-                    !per_cpu.hot.queue.is_empty()
-                });
+            let has_work = || {
+                !per_cpu.hot.queue.is_empty()
+                    || per_cpu.repin.load(Ordering::Relaxed)
+                    || !per_cpu.is_online()
+                    || shared.is_shut_down()
+                    || per_cpu.drive.generation() != lane_generation
+            };
+            // Step 4: the last drain found nothing it could run. With a
+            // lane, sleep in it: what completes there is this CPU's, and
+            // comes back onto the queue without a wakeup.
+            let mut reaped = false;
+            let found = match driving {
+                Some(l) => match drive::park(l, &has_work) {
+                    Parked::Drove(done) => {
+                        reaped = done > 0;
+                        true
+                    }
+                    Parked::Reserve => false,
+                },
+                // Without a lane, yield a few times first: a producer on
+                // this CPU (a reaper, a submitter waiting for its
+                // completions) often pushes again within a time slice, and
+                // a park/unpark round trip costs two context switches per
+                // batch. Only after a run of more than one handler, though
+                // (see `YIELDS_AFTER_RUN_MIN`).
+                None => {
+                    last_ran >= YIELDS_AFTER_RUN_MIN
+                        && (0..YIELDS_BEFORE_PARK).any(|_| {
+                            thread::yield_now();
+                            !per_cpu.hot.queue.is_empty()
+                        })
+                }
+            };
             if !found {
                 thread::park();
+            }
+            if !found || driving.is_some() {
                 stats::add_single_writer(&per_cpu.drain_counters.wakeups, 1);
             }
-            // Step 5, for a new batch only.
-            if !per_cpu.hot.queue.is_empty() {
+            // Step 5, for a new batch only, and not for one this worker
+            // reaped itself (a whole pass of its lane is a batch already).
+            if !reaped && !per_cpu.hot.queue.is_empty() {
                 let now = Instant::now();
                 let delay = pacer.delay_at_wakeup(now);
                 if !delay.is_zero() {
@@ -151,7 +199,16 @@ fn worker_main(shared: &Shared, cpu: usize) {
         }
         // Steps 6 and 7. The drain itself decides whether there is work
         // (queue or an interrupted batch): a worker never parks on a guess.
-        let (end, ran) = shared.drain(cpu, Role::Worker, Some(shared.config.budget));
+        // A driving worker issues, between handlers, what they submitted,
+        // and reaps its lane before each take of the queue.
+        let mut since_poll = 0;
+        let (end, ran) = drive::with_lane(driving, || {
+            shared.drain_with(cpu, Role::Worker, Some(shared.config.budget), &mut |at| {
+                if let Some(l) = driving {
+                    boundary(l, at, &mut since_poll);
+                }
+            })
+        });
         pacer.ran(ran);
         last_ran = ran;
         park_first = match end {
@@ -168,6 +225,34 @@ fn worker_main(shared: &Shared, cpu: usize) {
             RunEnd::Revoked => false,
         };
     }
+    if let Some(l) = lane {
+        drive::release(&*l);
+    }
+}
+
+/// Handlers a driving worker runs between two passes through its lane
+/// while their submissions wait, at most.
+const HANDLERS_PER_POLL_MAX: u32 = 16;
+
+/// What a driving worker does at a drain's boundary: a pass through its
+/// lane before each take of the queue, which issues what the handlers
+/// submitted and reaps what completed, as fio reaps a batch of completions
+/// and then issues their successors; and one after every
+/// [`HANDLERS_PER_POLL_MAX`] handlers of a long batch whose handlers
+/// submitted I/O, so those do not wait for the whole batch. A pass per
+/// handler would cost the lane's bookkeeping per I/O instead of per batch.
+fn boundary(lane: &dyn Drive, at: Boundary, since_poll: &mut u32) {
+    match at {
+        Boundary::Between => {
+            *since_poll += 1;
+            if *since_poll < HANDLERS_PER_POLL_MAX || !lane.has_submissions() {
+                return;
+            }
+        }
+        Boundary::Refill => {}
+    }
+    *since_poll = 0;
+    let _ = drive::poll(lane);
 }
 
 fn pin(shared: &Shared, cpu: usize) {
@@ -215,10 +300,27 @@ fn rescuer_main(shared: &Shared, cpu: usize) {
 /// The stall watchdog: every quarter of `stall_timeout`, rescues the CPUs
 /// whose drainer is stuck in one handler for `stall_timeout` or longer. A
 /// rescue starts within `stall_timeout * 5 / 4` of the stall.
+///
+/// It also hands the engine lane a worker drives to the lane's reserve
+/// when the worker stays inside one handler for `drive::RESCUE_AFTER` while
+/// the lane has I/O (`drive.rs`, step 3); while any driven lane is busy it
+/// ticks every `drive::RESCUE_TICK` for that.
 pub(crate) fn watchdog_main(shared: &Arc<Shared>, stall_timeout: Duration) {
-    let tick = (stall_timeout / 4).max(Duration::from_millis(1));
+    let slow = (stall_timeout / 4).max(Duration::from_millis(1));
+    let mut tick = slow;
+    let mut stall_due = Instant::now() + slow;
     while !shared.is_shut_down() {
         thread::park_timeout(tick);
-        rescue_stalled(shared, shared.clock.ticks(), stall_timeout);
+        let (busy, _) = shared.rescue_lanes(shared.clock.ticks());
+        tick = if busy {
+            drive::RESCUE_TICK.min(slow)
+        } else {
+            slow
+        };
+        let now = Instant::now();
+        if now >= stall_due {
+            stall_due = now + slow;
+            rescue_stalled(shared, shared.clock.ticks(), stall_timeout);
+        }
     }
 }
