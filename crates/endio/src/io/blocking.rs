@@ -164,17 +164,15 @@ impl Device {
         // A handler waiting on the lane its own worker drives drives it
         // itself until the bio is done, rather than wait for the lane to be
         // taken over (`task::drive`).
-        let got = std::cell::Cell::new(None);
+        let got = std::cell::RefCell::new(None);
         drive::drive_until(last_lane(), &|| {
-            if got.take().is_none() {
-                got.set(rx.try_recv().ok());
+            let mut got = got.borrow_mut();
+            if got.is_none() {
+                *got = rx.try_recv().ok();
             }
-            let done = got.take();
-            let ready = done.is_some();
-            got.set(done);
-            ready
+            got.is_some()
         });
-        let (result, buf) = match got.take() {
+        let (result, buf) = match got.into_inner() {
             Some(r) => r,
             None => rx
                 .recv()

@@ -302,19 +302,26 @@ crate::counters::counters! {
     }
 }
 
-impl DriveCounters {
-    pub(crate) fn by_worker(&self, n: usize) {
-        if n > 0 {
-            self.worker_completions
-                .fetch_add(n as u64, Ordering::Relaxed);
-        }
-    }
+/// Who drives a lane in a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Driver {
+    /// The completer worker of the lane's CPU.
+    Worker,
+    /// The lane's own thread.
+    Reaper,
+}
 
-    pub(crate) fn by_reaper(&self, n: usize) {
-        if n > 0 {
-            self.reaper_completions
-                .fetch_add(n as u64, Ordering::Relaxed);
+impl DriveCounters {
+    /// `n` requests completed by `by`.
+    pub(crate) fn by(&self, by: Driver, n: usize) {
+        if n == 0 {
+            return;
         }
+        let counter = match by {
+            Driver::Worker => &self.worker_completions,
+            Driver::Reaper => &self.reaper_completions,
+        };
+        counter.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn taken_over(&self) {

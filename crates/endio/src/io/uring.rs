@@ -14,10 +14,15 @@
 //! the ring's state belongs to the holder of the lane's `DriveOwner`.
 //!
 //! Such a ring is entered by two threads, so it cannot be `SINGLE_ISSUER`
-//! (nor `DEFER_TASKRUN`, which needs it), and it is not `COOP_TASKRUN`
-//! either: a completion's task work then interrupts its issuer even when
-//! that thread is blocked in a handler, so the reserve, which took the ring
-//! from it, finds the CQE. A ring that only its reaper drives
+//! (nor `DEFER_TASKRUN`, which needs it): it is `COOP_TASKRUN`. The
+//! completion of an I/O is task work of the thread that issued it, which
+//! the reserve cannot run; the kernel still runs it when that thread is
+//! blocked in a handler (task work wakes an interruptible sleep, and the
+//! sleep resumes after it) or busy in one (at its next return from an
+//! interrupt or system call: `COOP_TASKRUN` only spares the interprocessor
+//! interrupt), so the reserve, which took the ring over, finds the CQE.
+//! `tests/worker_driven.rs` has a handler blocked on a read its own worker
+//! issued. A ring that only its reaper drives
 //! (`EngineBuilder::worker_driven(false)`, or a CPU whose worker drives
 //! another engine's ring) keeps fio's flags, below.
 //!
@@ -92,7 +97,7 @@ use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
-use super::lane::Lane;
+use super::lane::{Driver, Lane};
 use super::request::{Request, complete_all};
 use super::shared::EngineShared;
 use crate::bio::Op;
@@ -110,7 +115,7 @@ const CANCEL: u64 = u64::MAX - 1;
 /// the SQ when task work is pending, so a submit that does not wait still
 /// runs deferred completions (`GETEVENTS`) instead of leaving them for the
 /// next wait.
-const RING_SETUPS: [RingSetup; 4] = [
+const RING_SETUPS: [RingSetup; 5] = [
     RingSetup {
         name: "COOP_TASKRUN|TASKRUN_FLAG|SINGLE_ISSUER|DEFER_TASKRUN",
         coop_taskrun: true,
@@ -130,12 +135,18 @@ const RING_SETUPS: [RingSetup; 4] = [
         defer_taskrun: false,
     },
     RING_SHARED,
+    RingSetup {
+        name: "none",
+        coop_taskrun: false,
+        single_issuer: false,
+        defer_taskrun: false,
+    },
 ];
 
 /// The setup of a ring two threads drive (see "Who drives the ring").
 const RING_SHARED: RingSetup = RingSetup {
-    name: "none",
-    coop_taskrun: false,
+    name: "COOP_TASKRUN|TASKRUN_FLAG",
+    coop_taskrun: true,
     single_issuer: false,
     defer_taskrun: false,
 };
@@ -285,6 +296,7 @@ impl Ring {
         lane: &Lane<Request>,
         sleep: Option<&dyn Fn() -> bool>,
         closed: bool,
+        by: Driver,
     ) -> Passed {
         let bell = lane.bell.event();
         let efd = bell.efd().raw_fd();
@@ -386,6 +398,9 @@ impl Ring {
         //    context (the ring's driver is endio's interrupt); write-back
         //    stages are issued first in the next pass.
         let completed = st.done.len();
+        // Counted before the handlers run, so whoever a handler wakes sees
+        // its completion counted.
+        lane.completions.by(by, completed);
         let chained = &mut st.chained;
         complete_all(&shared.completer, &lane.slots, &mut st.done, |stage| {
             chained.push(stage);
@@ -455,11 +470,10 @@ impl Drive for UringDrive {
             return 0;
         };
         let closed = self.shared.closed.load(Ordering::SeqCst);
-        let passed = ring.pass(&self.shared, lane, sleep, closed);
+        let passed = ring.pass(&self.shared, lane, sleep, closed, Driver::Worker);
         self.cell
             .in_kernel
             .store(ring.st.in_kernel, Ordering::Relaxed);
-        lane.completions.by_worker(passed.completed);
         passed.completed
     }
 
@@ -557,9 +571,14 @@ fn reaper_main(
         if closed && ring.is_empty() && lane.slots.all_free() && lane.inbox.is_empty() {
             break;
         }
-        let passed = ring.pass(shared, lane, Some(&|| lane.owner.wanted()), closed);
+        let passed = ring.pass(
+            shared,
+            lane,
+            Some(&|| lane.owner.wanted()),
+            closed,
+            Driver::Reaper,
+        );
         cell.in_kernel.store(ring.st.in_kernel, Ordering::Relaxed);
-        lane.completions.by_reaper(passed.completed);
         // The worker asked for the ring back: hand it over between passes.
         if lane.owner.wanted() && !closed {
             if lane.owner.hand_back(held) {

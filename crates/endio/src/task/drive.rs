@@ -36,8 +36,9 @@
 //! 2. *leave*: the worker, `WORKER_IN` → `WORKER`; then, if the lane is
 //!    evicted, step 4 itself.
 //! 3. *rescue*: the watchdog, `WORKER` → `RESERVE`, compare-and-swap, when
-//!    the worker has been inside one handler for [`RESCUE_AFTER`] while the
-//!    lane has I/O; then it unparks the reserve.
+//!    the worker has been inside one handler for `lane_rescue_after`
+//!    ([`RESCUE_AFTER`] by default) while the lane has I/O; then it unparks
+//!    the reserve.
 //! 4. *release*: `WORKER` → `RESERVE`, compare-and-swap, then unpark the
 //!    reserve: by the worker when it may not drive (its CPU is going down,
 //!    the completer stops), by the engine when it evicts the lane (shutdown;
@@ -65,8 +66,8 @@
 //!
 //! Why the lane is never left without a driver for long: in `WORKER` the
 //! worker is draining (bounded by its run budget, unless a handler blocks,
-//! and then 3 hands the lane over within [`RESCUE_AFTER`] and a watchdog
-//! tick), or about to enter; the worker never parks on its thread while the
+//! and then 3 hands the lane over within `lane_rescue_after` and a
+//! watchdog tick), or about to enter; the worker never parks on its thread while the
 //! word is `WORKER` (it parks only after 4 or 5). In `RESERVE` the reserve
 //! drives it, as it did before workers drove lanes.
 //!
@@ -83,11 +84,10 @@ use crate::sync::{Arc, AtomicBool, AtomicU32, Mutex, Ordering, const_thread_loca
 use crate::sys::EventFd;
 
 /// How long a worker may stay inside one handler while its lane has I/O
-/// before the watchdog hands the lane to the reserve (step 3).
+/// before the watchdog hands the lane to the reserve (step 3), by default
+/// (`CompleterBuilder::lane_rescue_after`). The watchdog looks this often
+/// while a driven lane is busy.
 pub(crate) const RESCUE_AFTER: Duration = Duration::from_millis(1);
-
-/// The watchdog's tick while a driven lane is busy.
-pub(crate) const RESCUE_TICK: Duration = Duration::from_millis(1);
 
 const RESERVE: u32 = 0;
 const WORKER: u32 = 1;
@@ -239,16 +239,28 @@ impl DriveOwner {
     /// Steps 3 and 4: `WORKER` → `RESERVE` and the reserve unparked; `false`
     /// if the worker is inside the lane or does not drive it.
     fn release(&self) -> bool {
-        // AcqRel: the worker's last pass (Release in `leave`) reaches the
-        // reserve through this RMW and its Acquire in `reserve_holds`.
-        let released = self
-            .word
-            .compare_exchange(WORKER, RESERVE, Ordering::SeqCst, Ordering::Relaxed)
-            .is_ok();
-        if released && let Some(reserve) = self.reserve.get() {
-            reserve.unpark();
+        let released = self.take_from_worker();
+        if released {
+            self.wake_reserve();
         }
         released
+    }
+
+    /// `WORKER` → `RESERVE`, without waking the reserve yet (for a caller
+    /// that counts the takeover first); `false` as for `release`.
+    fn take_from_worker(&self) -> bool {
+        // AcqRel: the worker's last pass (Release in `leave`) reaches the
+        // reserve through this RMW and its Acquire in `reserve_holds`.
+        self.word
+            .compare_exchange(WORKER, RESERVE, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Wakes the reserve (it drives the lane now).
+    fn wake_reserve(&self) {
+        if let Some(reserve) = self.reserve.get() {
+            reserve.unpark();
+        }
     }
 
     /// Step 5: the worker asks for the lane back; `false` if it could not
@@ -426,10 +438,18 @@ impl DriveSlot {
     }
 
     /// Step 3, by the watchdog: takes the lane from a worker stuck in a
-    /// handler, if the lane has I/O. Returns whether it did.
-    pub(crate) fn rescue(&self) -> bool {
-        let lane = self.lane.lock().clone();
-        lane.is_some_and(|l| l.busy() && l.owner().release())
+    /// handler, if the lane has I/O; `counted` runs once it has, before the
+    /// reserve is woken. Returns whether it did.
+    pub(crate) fn rescue(&self, counted: impl FnOnce()) -> bool {
+        let Some(lane) = self.lane.lock().clone() else {
+            return false;
+        };
+        if !lane.busy() || !lane.owner().take_from_worker() {
+            return false;
+        }
+        counted();
+        lane.owner().wake_reserve();
+        true
     }
 }
 

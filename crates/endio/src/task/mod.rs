@@ -423,6 +423,7 @@ impl Default for CompleterBuilder {
                 panic_policy: PanicPolicy::default(),
                 pin_workers: true,
                 stall_timeout: Some(Duration::from_millis(200)),
+                lane_rescue_after: drive::RESCUE_AFTER,
             },
             sysfs_root: PathBuf::from("/sys"),
             hotplug_watcher: true,
@@ -469,6 +470,17 @@ impl CompleterBuilder {
         self
     }
 
+    /// How long a worker that drives its CPU's engine lane (see
+    /// `EngineBuilder::worker_driven`) may stay inside one handler while
+    /// that lane has I/O, before the lane's own thread takes the lane over
+    /// so its I/O goes on (default: 1 ms). The watchdog looks this often
+    /// while such a lane is busy. A blocking call of the engine inside a
+    /// handler drives the lane itself and needs no takeover.
+    pub fn lane_rescue_after(mut self, after: Duration) -> CompleterBuilder {
+        self.config.lane_rescue_after = after;
+        self
+    }
+
     /// Whether a watcher thread follows the machine's CPU hotplug events and
     /// drives the lifecycle (default: yes).
     pub fn hotplug_watcher(mut self, on: bool) -> CompleterBuilder {
@@ -496,6 +508,11 @@ impl CompleterBuilder {
                 "a run budget of {:?} lets a worker run nothing; give at least one handler and a non-zero time",
                 config.budget
             )));
+        }
+        if config.lane_rescue_after.is_zero() {
+            return Err(BuildError::Invalid(
+                "a lane rescue after zero takes every driven lane from its worker; give a duration such as 1 ms".into(),
+            ));
         }
         if config.stall_timeout.is_some_and(|t| t.is_zero()) {
             return Err(BuildError::Invalid(

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
-use super::drive::{self, DriveSlot};
+use super::drive::DriveSlot;
 use super::error::HotplugError;
 use super::policy::{Batching, Budget, PanicPolicy};
 use super::queue::{BioList, Pushed, Queue};
@@ -55,6 +55,8 @@ pub(crate) struct Config {
     pub(crate) panic_policy: PanicPolicy,
     pub(crate) pin_workers: bool,
     pub(crate) stall_timeout: Option<Duration>,
+    /// `CompleterBuilder::lane_rescue_after`.
+    pub(crate) lane_rescue_after: Duration,
 }
 
 /// One CPU's batch, worker and counters.
@@ -725,12 +727,12 @@ impl Shared {
     }
 
     /// The watchdog's check of driven lanes (`drive.rs`, step 3): a worker
-    /// that has been inside one handler for [`drive::RESCUE_AFTER`] or
-    /// longer loses its lane to the lane's reserve, if the lane has I/O.
+    /// that has been inside one handler for `lane_rescue_after` or longer
+    /// loses its lane to the lane's reserve, if the lane has I/O.
     /// Returns whether any driven lane is busy (the watchdog then ticks
     /// faster) and how many lanes it took.
     pub(crate) fn rescue_lanes(&self, now: u64) -> (bool, usize) {
-        let after_ns = nanos(drive::RESCUE_AFTER);
+        let after_ns = nanos(self.config.lane_rescue_after);
         let mut busy = false;
         let mut taken = 0;
         for per_cpu in self.cpus.iter() {
@@ -743,8 +745,11 @@ impl Shared {
                 continue;
             }
             let since = run.handler_since.load(Ordering::Relaxed);
-            if self.clock.nanos_between(since, now) >= after_ns && per_cpu.drive.rescue() {
-                stats::add_shared(&per_cpu.lifecycle_counters.lane_rescues, 1);
+            if self.clock.nanos_between(since, now) >= after_ns
+                && per_cpu.drive.rescue(|| {
+                    stats::add_shared(&per_cpu.lifecycle_counters.lane_rescues, 1);
+                })
+            {
                 taken += 1;
             }
         }

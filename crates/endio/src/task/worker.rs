@@ -302,21 +302,18 @@ fn rescuer_main(shared: &Shared, cpu: usize) {
 /// rescue starts within `stall_timeout * 5 / 4` of the stall.
 ///
 /// It also hands the engine lane a worker drives to the lane's reserve
-/// when the worker stays inside one handler for `drive::RESCUE_AFTER` while
+/// when the worker stays inside one handler for `lane_rescue_after` while
 /// the lane has I/O (`drive.rs`, step 3); while any driven lane is busy it
-/// ticks every `drive::RESCUE_TICK` for that.
+/// ticks that often for it.
 pub(crate) fn watchdog_main(shared: &Arc<Shared>, stall_timeout: Duration) {
     let slow = (stall_timeout / 4).max(Duration::from_millis(1));
+    let fast = shared.config.lane_rescue_after.min(slow);
     let mut tick = slow;
     let mut stall_due = Instant::now() + slow;
     while !shared.is_shut_down() {
         thread::park_timeout(tick);
         let (busy, _) = shared.rescue_lanes(shared.clock.ticks());
-        tick = if busy {
-            drive::RESCUE_TICK.min(slow)
-        } else {
-            slow
-        };
+        tick = if busy { fast } else { slow };
         let now = Instant::now();
         if now >= stall_due {
             stall_due = now + slow;

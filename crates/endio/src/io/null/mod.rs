@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) mod memory;
 
-use super::lane::{Lane, yield_for_work};
+use super::lane::{Driver, Lane, yield_for_work};
 use super::request::{Request, complete_all};
 use super::shared::EngineShared;
 use super::state::Target;
@@ -91,6 +91,7 @@ impl Device {
         shared: &EngineShared,
         lane: &Lane<Request>,
         sleep: Option<&dyn Fn() -> bool>,
+        by: Driver,
     ) -> usize {
         // SeqCst: pairs with the store in `EngineShared::shutdown`.
         let closed = shared.closed.load(Ordering::SeqCst);
@@ -126,6 +127,8 @@ impl Device {
             // no-op here: memory has no page cache), which is due at once.
             self.expect_submit |= self.done.iter().any(|(req, _)| req.defers());
             let completed = self.done.len();
+            // Counted before the handlers run (see `uring.rs`).
+            lane.completions.by(by, completed);
             let pending = &mut self.pending;
             complete_all(&shared.completer, &lane.slots, &mut self.done, |stage| {
                 pending.push_front((now, stage));
@@ -188,9 +191,7 @@ impl Drive for NullDrive {
         let lane = &self.shared.lanes[self.lane];
         // SAFETY: `held` proves we own this lane, for this call.
         let device = unsafe { self.cell.device(held) };
-        let completed = device.pass(&self.shared, lane, sleep);
-        lane.completions.by_worker(completed);
-        completed
+        device.pass(&self.shared, lane, sleep, Driver::Worker)
     }
 
     fn has_submissions(&self) -> bool {
@@ -255,8 +256,7 @@ fn irq_main(shared: &EngineShared, cell: &NullCell, lane_index: usize) {
         if closed && device.pending.is_empty() && lane.slots.all_free() && lane.inbox.is_empty() {
             return;
         }
-        let completed = device.pass(shared, lane, Some(&|| lane.owner.wanted()));
-        lane.completions.by_reaper(completed);
+        device.pass(shared, lane, Some(&|| lane.owner.wanted()), Driver::Reaper);
         if lane.owner.wanted() && !closed && lane.owner.hand_back(held) {
             lane.completions.handed_back();
             held_before = false;
