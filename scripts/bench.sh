@@ -10,13 +10,14 @@
 #
 # Sections: 1 completion path against its rivals (endio-harness
 # bench-completion), 2 deferral overhead in the engine (engine_throughput
-# example, deferred vs inline at QD 1, 16 and 64, null and io_uring
-# backends), 3 endio vs fio vs fio with registered buffers and files (temp
-# file and loop device; 4 KiB random direct reads at QD 1, 16 and 64, 1 MiB
+# example, deferred (the worker drives its ring) vs deferred via the
+# reaper thread vs inline at QD 1, 16 and 64, null and io_uring backends),
+# 3 endio vs fio vs fio with registered buffers and files (temp file and
+# loop device; 4 KiB random direct reads at QD 1, 16 and 64, 1 MiB
 # sequential read and write), 4 dontcache under memory pressure (endio
-# bench --memcg). Section 2 alternates the order of the contenders from
-# one repetition to the next, section 3 rotates it and warms the memory up
-# before each buffered workload (see bench_lib.sh); RESULTS.md gives medians,
+# bench --memcg). Sections 2 and 3 rotate the order of the contenders from
+# one repetition to the next; section 3 also warms the memory up before
+# each buffered workload (see bench_lib.sh); RESULTS.md gives medians,
 # min-max and CPU time per I/O, and a goals table computed from the numbers.
 #
 # Exit status: non-zero only if a benchmark failed to run (never on numbers).
@@ -162,7 +163,7 @@ else
 fi
 
 # --------------------------------------------------- 2. deferral overhead
-log "2. deferral overhead: deferred vs inline, 4 KiB randread, QD ${DEF_QDS_null// /, } (null) and ${DEF_QDS_uring// /, } (uring)"
+log "2. deferral overhead: deferred vs deferred via the reaper vs inline, 4 KiB randread, QD ${DEF_QDS_null// /, } (null) and ${DEF_QDS_uring// /, } (uring)"
 # null backend: the completion path alone; uring: the same on real I/O
 # (O_DIRECT on the temp file). $DEF_REPS repetitions; each repetition runs
 # every QD, deferred and inline in turn, who goes first alternating. The
@@ -171,10 +172,11 @@ for backend in null uring; do
     size=64m; [ $backend = uring ] && size=256m
     qds_var="DEF_QDS_$backend"
     for i in $(seq 1 "$DEF_REPS"); do
-        if [ $((i % 2)) = 1 ]; then order="deferred inline"; else order="inline deferred"; fi
+        order="$(order "$i" deferred reaper inline)"
         for qd in ${!qds_var}; do
             for how in $order; do
-                flag=""; [ $how = inline ] && flag="--inline"
+                flag=""
+                case $how in inline) flag="--inline" ;; reaper) flag="--reaper" ;; esac
                 run "deferral-$backend-qd$qd-$how-$i" "$THROUGHPUT" --backend $backend --rw randread \
                     --bs 4k --qd "$qd" --size $size --seconds "$DEF_SECS" --dir "$TMPD" $flag
             done

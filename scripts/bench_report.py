@@ -67,7 +67,7 @@ def completion_section(name, title):
 # -------------------------------------------------------------- deferral
 LINE = re.compile(r"^\s*(\w+):\s+(\d+) IOPS\s+([\d.]+) MiB/s.*ctxsw/io ([\d.]+)")
 CPU_IO = re.compile(r"cpu/io (\d+) ns")
-DEFERRAL = re.compile(r"deferral-(\w+)-qd(\d+)-(deferred|inline)-(\d+)\.txt")
+DEFERRAL = re.compile(r"deferral-(\w+)-qd(\d+)-(deferred|reaper|inline)-(\d+)\.txt")
 
 
 def deferral_results():
@@ -94,24 +94,30 @@ def deferral_section(res):
         print("missing: no deferral results")
         return
     print("engine_throughput example: every handler submits the next I/O (closed loop). "
-          "deferred = handlers flagged for task context (the default of endio), "
-          "inline = run in the reaper. null: the completion path alone; uring: O_DIRECT reads "
-          "of the temp file. Median (min–max, n runs); deferred/inline is the ratio of the medians. "
+          "deferred = handlers flagged for task context (the default of endio), run by the "
+          "worker of the CPU, which drives that CPU's ring itself; via reaper = the same "
+          "handlers handed over from the ring's reaper thread (`--reaper`, "
+          "`EngineBuilder::worker_driven(false)`); inline = unflagged, run in atomic "
+          "context by the thread that reaps. null: the completion path alone; uring: O_DIRECT "
+          "reads of the temp file. Median (min–max, n runs); the ratios are of the medians. "
           "CPU = the process's user + system time (getrusage) over the run, per I/O.\n")
     rows = []
     for backend in ("null", "uring"):
         for qd in sorted(q for b, q in res if b == backend):
             r = res[(backend, qd)]
             col = lambda how, k: [x[k] for x in r.get(how, []) if x[k] is not None]
-            d, i = col("deferred", "iops"), col("inline", "iops")
-            rows.append([backend, qd, median_spread(d), median_spread(i),
-                         fmt(ratio(median(d), median(i))),
+            d, v, i = col("deferred", "iops"), col("reaper", "iops"), col("inline", "iops")
+            rows.append([backend, qd, median_spread(d), median_spread(v), median_spread(i),
+                         fmt(ratio(median(d), median(i))), fmt(ratio(median(v), median(i))),
                          median_spread(col("deferred", "cpu_ns")),
+                         median_spread(col("reaper", "cpu_ns")),
                          median_spread(col("inline", "cpu_ns")),
-                         fmt(median(col("deferred", "cs"))), fmt(median(col("inline", "cs")))])
-    print(table(["backend", "QD", "IOPS deferred (task context)", "IOPS inline (reaper)",
-                 "deferred/inline", "CPU ns/I/O deferred", "CPU ns/I/O inline",
-                 "ctxsw/I/O deferred", "ctxsw/I/O inline"], rows))
+                         fmt(median(col("deferred", "cs"))), fmt(median(col("reaper", "cs"))),
+                         fmt(median(col("inline", "cs")))])
+    print(table(["backend", "QD", "IOPS deferred", "IOPS deferred via reaper", "IOPS inline",
+                 "deferred/inline", "via reaper/inline", "CPU ns/I/O deferred",
+                 "CPU ns/I/O via reaper", "CPU ns/I/O inline", "ctxsw/I/O deferred",
+                 "ctxsw/I/O via reaper", "ctxsw/I/O inline"], rows))
 
 
 # -------------------------------------------------------------- vs fio

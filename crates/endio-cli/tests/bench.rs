@@ -150,6 +150,9 @@ fn check_job_fields(job: &Value) {
         "requeues",
         "rescued",
         "wakeups",
+        "reaped_by_worker",
+        "reaped_by_reaper",
+        "lane_takeovers",
     ] {
         num(&["deferral", f]);
     }

@@ -8,14 +8,17 @@
 //! ```text
 //! cargo run --release -p endio --example engine_throughput -- \
 //!     [--backend uring|threads|null|all] [--rw randread|write] [--bs 4k] \
-//!     [--qd 16] [--size 1g] [--seconds 5] [--buffered] [--inline] [--layout] [--threads 8] [--dir DIR]
+//!     [--qd 16] [--size 1g] [--seconds 5] [--buffered] [--inline] [--reaper] [--layout] [--threads 8] [--dir DIR]
 //! ```
 //!
 //! `randread` lays the file out first (written with 1 MiB direct writes),
 //! then reads `bs` blocks at random aligned offsets; `write` writes `bs`
 //! blocks sequentially, wrapping at `size`, into a sparse file (or, with
 //! `--layout`, over a laid-out one). Direct I/O unless `--buffered`.
-//! `--inline` leaves the handlers unflagged (they run in the reaper);
+//! `--inline` leaves the handlers unflagged (they run in atomic context, in
+//! the thread that reaps); `--reaper` keeps the completer's workers from
+//! driving the rings (`EngineBuilder::worker_driven(false)`): every
+//! completion is reaped by the lane's reaper thread and handed over;
 //! `--threads` sizes the thread-pool backend (default 8, the engine's).
 //!
 //! Per backend it prints IOPS, MiB/s, the process's CPU time (getrusage
@@ -41,6 +44,7 @@ struct Args {
     seconds: f64,
     direct: bool,
     inline: bool,
+    reaper: bool,
     layout: bool,
     threads: usize,
     dir: PathBuf,
@@ -56,6 +60,7 @@ fn parse_args() -> Result<Args, String> {
         seconds: 5.0,
         direct: true,
         inline: false,
+        reaper: false,
         layout: false,
         threads: 8,
         dir: std::env::var_os("TMPDIR").map_or_else(|| PathBuf::from("/var/tmp"), PathBuf::from),
@@ -85,6 +90,7 @@ fn parse_args() -> Result<Args, String> {
             "--seconds" => a.seconds = value()?.parse().map_err(|_| "--seconds needs a number")?,
             "--buffered" => a.direct = false,
             "--inline" => a.inline = true,
+            "--reaper" => a.reaper = true,
             "--layout" => a.layout = true,
             "--threads" => a.threads = value()?.parse().map_err(|_| "--threads needs a number")?,
             "--dir" => a.dir = value()?.into(),
@@ -186,7 +192,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         lay_out(&engine, &path, args.size)?;
     }
     println!(
-        "{} bs={} qd={} size={} MiB {} handlers={} file={}",
+        "{} bs={} qd={} size={} MiB {} handlers={} rings driven by {} file={}",
         if args.randread { "randread" } else { "write" },
         args.bs,
         args.qd,
@@ -197,6 +203,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         } else {
             "task"
         },
+        if args.reaper { "reapers" } else { "workers" },
         path.display()
     );
     for &backend in &args.backends {
@@ -204,6 +211,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .backend(backend)
             .queue_depth(args.qd.max(1))
             .threads(args.threads)
+            .worker_driven(!args.reaper)
             .build()
         {
             Ok(e) => e,
@@ -256,7 +264,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let ios = job.ios.load(Ordering::Relaxed);
         let iops = ios as f64 / elapsed;
         println!(
-            "{:>8}: {:>9.0} IOPS {:>8.1} MiB/s  errors {}  cpu user {:.2}s sys {:.2}s  ctxsw/io {:.2}  cpu/io {:.0} ns  deferred {} in {} batches{}",
+            "{:>8}: {:>9.0} IOPS {:>8.1} MiB/s  errors {}  cpu user {:.2}s sys {:.2}s  ctxsw/io {:.2}  cpu/io {:.0} ns  deferred {} in {} batches  reaped by worker {}/{}{}",
             backend.name(),
             iops,
             iops * args.bs as f64 / f64::from(1 << 20),
@@ -267,6 +275,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             (usage.user + usage.system).as_secs_f64() * 1e9 / ios.max(1) as f64,
             stats.deferred - before.deferred,
             stats.batches - before.batches,
+            engine.drive_stats().worker_completions,
+            engine.drive_stats().worker_completions + engine.drive_stats().reaper_completions,
             engine
                 .ring_flags()
                 .map(|f| format!("  ({f})"))

@@ -541,6 +541,7 @@ pub(crate) fn run(
     samples.push(sample(sampler, start, done_bytes()));
     bar.finish_and_clear();
     let stats = completer.stats().total;
+    let drive = engine.drive_stats();
     let dontcache = dontcache::report(&dev);
     let backend = engine.backend();
     if let Some(v) = &verifier {
@@ -560,6 +561,7 @@ pub(crate) fn run(
             write,
             usage,
             stats,
+            drive,
             samples: samples.clone(),
             left_cached,
             dontcache: dontcache.clone(),

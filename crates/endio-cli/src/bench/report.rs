@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
-use endio::{Stats, VerifyStats};
+use endio::{DriveStats, Stats, VerifyStats};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
@@ -94,6 +94,12 @@ pub(crate) struct Deferral {
     pub(crate) rescued: u64,
     pub(crate) wakeups: u64,
     pub(crate) panics: u64,
+    /// I/Os reaped by the worker of their CPU, which drove the ring.
+    pub(crate) reaped_by_worker: u64,
+    /// I/Os reaped by a ring's own reaper thread.
+    pub(crate) reaped_by_reaper: u64,
+    /// Times a reaper took a ring over from its worker.
+    pub(crate) lane_takeovers: u64,
 }
 
 /// fio's latency object (nanoseconds).
@@ -209,6 +215,7 @@ pub(crate) struct JobInputs<'a> {
     pub(crate) write: &'a Direction,
     pub(crate) usage: Usage,
     pub(crate) stats: Stats,
+    pub(crate) drive: DriveStats,
     pub(crate) samples: Vec<Sample>,
     pub(crate) left_cached: u64,
     pub(crate) dontcache: Option<DontcacheReport>,
@@ -377,6 +384,9 @@ pub(crate) fn job_report(i: JobInputs<'_>) -> JobReport {
             rescued: i.stats.rescued,
             wakeups: i.stats.wakeups,
             panics: i.stats.panics,
+            reaped_by_worker: i.drive.worker_completions,
+            reaped_by_reaper: i.drive.reaper_completions,
+            lane_takeovers: i.drive.takeovers,
         },
         verify: i.verify,
         dontcache: i.dontcache,
@@ -512,7 +522,7 @@ fn lat_cell(us: f64) -> String {
 
 type Row = (&'static str, fn(&JobReport) -> String);
 
-const ROWS: [Row; 21] = [
+const ROWS: [Row; 22] = [
     ("throughput   MiB/s", |j| format!("{:.1}", j.mib_per_s)),
     ("device read  MiB", |j| {
         j.device_read_bytes.map_or_else(|| "-".into(), mib_cell)
@@ -545,6 +555,15 @@ const ROWS: [Row; 21] = [
             "{}/{}/{}",
             j.deferral.inline, j.deferral.requeues, j.deferral.rescued
         )
+    }),
+    ("reaped by worker %", |j| {
+        let d = &j.deferral;
+        let all = d.reaped_by_worker + d.reaped_by_reaper;
+        if all == 0 {
+            "-".into()
+        } else {
+            format!("{:.1}", 100.0 * d.reaped_by_worker as f64 / all as f64)
+        }
     }),
 ];
 

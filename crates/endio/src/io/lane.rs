@@ -10,9 +10,10 @@
 //!    the requests of a lane (queued, in the kernel, being completed) never
 //!    outnumber its slots. That bounds the io_uring submission and
 //!    completion queues too (see `uring.rs`).
-//! 2. A slot is given back by the backend thread once the request's result
-//!    is known, *before* the handler runs, so a handler that resubmits from
-//!    the reaper (atomic context, which may not wait) finds room. The one
+//! 2. A slot is given back by the lane's driver (its backend thread, or
+//!    the CPU's worker driving it) once the request's result is known,
+//!    *before* the handler runs, so a handler that resubmits from there
+//!    (atomic context, which may not wait) finds room. The one
 //!    exception is a write whose caller waits for its write-back (flagged
 //!    `WAIT_WRITEBACK`, or a dontcache write on a device that waits per
 //!    write): its slot carries the write-back stage that follows it and is
@@ -27,7 +28,8 @@
 //!    handlers to the completer, and the io_uring reaper, when it did so
 //!    and has nothing left in the kernel, yield at most [`YIELDS_BEFORE_SLEEP`]
 //!    times before it sleeps, then sleeps as before: the handshake is
-//!    unchanged.
+//!    unchanged. (A lane the CPU's worker drives needs no such yield: the
+//!    handlers run in the thread that sleeps in the lane.)
 
 use std::sync::Arc;
 #[cfg(test)]

@@ -46,15 +46,19 @@
 //!    without bound.
 //! 3. It pushes the request (bio, device, `rw_flags`) into the lane's
 //!    inbox, a bounded lock-free queue with one place per slot, and rings
-//!    the lane's bell if the reaper sleeps (an eventfd write; no system call
-//!    when the reaper is awake).
-//! 4. The lane's reaper thread, pinned to the lane's CPU and the only
-//!    thread that touches its ring (`SINGLE_ISSUER`), moves the whole inbox
-//!    into SQEs (`user_data` = the request's index in its slab) and submits
-//!    them with one `io_uring_enter`, which also waits for completions.
-//! 5. The kernel performs the I/O and posts a CQE; with `DEFER_TASKRUN` the
-//!    completion work runs in the reaper's `io_uring_enter`, on its CPU.
-//! 6. The reaper reaps every CQE, stores each result in its bio
+//!    the lane's bell if the lane's driver sleeps (an eventfd write; no
+//!    system call when it is awake).
+//! 4. The lane's *driver* moves the inbox into SQEs (`user_data` = the
+//!    request's index in its slab) and submits them, and waits for
+//!    completions in `io_uring_enter`. The driver is the completer's worker
+//!    of the lane's CPU when it has nothing to run (`task::drive`), else
+//!    the lane's reaper thread, pinned to that CPU; one of them at a time
+//!    touches the ring.
+//! 5. The kernel performs the I/O and posts a CQE; the completion work
+//!    runs as task work of the thread that issued it, on its next entry
+//!    into the kernel (with `DEFER_TASKRUN`, a ring only its reaper drives:
+//!    in its `io_uring_enter`).
+//! 6. The driver reaps every CQE, stores each result in its bio
 //!    ([`Bio::set_raw_result`](crate::Bio::set_raw_result): bytes, or a
 //!    negated errno) and gives the slots back.
 //! 7. Inside `context::atomic()`, it calls `completer.endio(bio)` for each:
@@ -62,24 +66,25 @@
 //!    lock-free push, no blocking, no allocation); any other bio's handler
 //!    runs right there, in atomic context (as `bi_end_io` runs in an IRQ).
 //! 8. The completer's worker of that CPU runs the deferred handlers in task
-//!    context. The device's in-flight count falls after `endio`, which is
-//!    what [`Device::drain`] waits for.
+//!    context: the same thread, when it drove the ring, right after its
+//!    pass; else it is woken. The device's in-flight count falls after
+//!    `endio`, which is what [`Device::drain`] waits for.
 //!
 //! A dontcache I/O ([`OpenOptions::dontcache`], [`BioFlags::DONTCACHE`])
 //! adds to this flow (see the `dontcache` module for the steps and why they
 //! are correct): at step 1 it takes a place in the device's dontcache backlog
 //! and its pages are looked up in the page cache; at step 7, after the
 //! caller's bio, a write's request becomes a *writeback stage* that keeps
-//! its slot (`IORING_OP_SYNC_FILE_RANGE`, issued by the same reaper), and
+//! its slot (`IORING_OP_SYNC_FILE_RANGE`, issued by the lane's driver), and
 //! when that (or a read) completes, a *drop bio* flagged `COMPLETE_IN_TASK`
 //! goes through `endio` and is deferred to the worker, which drops the
 //! pages (`POSIX_FADV_DONTNEED`), coalescing the ranges of its batch.
 //! `drain` also waits for those drops.
 //!
 //! The thread-pool backend differs in steps 4-6 only (a pool thread takes
-//! one request and performs it with `pread`/`pwrite`/`fdatasync`), the null
-//! backend in 4-6 too (an interrupt-like thread per CPU copies memory after
-//! the configured latency). Steps 1-3 and 7-8 are shared code.
+//! one request and performs it with `pread`/`pwrite`/`fdatasync`; no worker
+//! drives it), the null backend in 4-6 too (the lane's driver copies memory
+//! after the configured latency). Steps 1-3 and 7-8 are shared code.
 //!
 //! # Why nothing is lost
 //!

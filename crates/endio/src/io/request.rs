@@ -172,7 +172,7 @@ fn page_range(offset: u64, n: u64) -> (u64, u64) {
 /// the lane's slots back first, except those of writes that wait for their
 /// write-back (`Request::keeps_slot`), so a handler that resubmits from
 /// this thread finds room; then completes each request inside
-/// `context::atomic()` — the backend thread is endio's interrupt.
+/// `context::atomic()` — the lane's driver is endio's interrupt.
 /// Write-back stages go to `stage`, to be issued next (those of batched
 /// dontcache writes without a slot of their own). Empties `done`.
 pub(crate) fn complete_all(
