@@ -55,9 +55,14 @@ fn data_file(engine: &Engine, dir: &tempfile::TempDir, direct: bool) -> Device {
 /// Runs `f` on a thread pinned to CPU 0 (every machine has it), inside
 /// which `f`'s handlers are deferred to CPU 0's worker.
 fn on_cpu0<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    on_cpu(0, f)
+}
+
+/// Runs `f` on a thread pinned to `cpu`.
+fn on_cpu<R: Send>(cpu: usize, f: impl FnOnce() -> R + Send) -> R {
     std::thread::scope(|s| {
         s.spawn(|| {
-            common::pin(0);
+            common::pin(cpu);
             f()
         })
         .join()
@@ -374,4 +379,72 @@ fn an_engine_closes_while_its_worker_is_stuck_in_a_handler() {
     drop(held);
     closer.join().unwrap();
     closed.expect("the engine closed while the worker was inside a handler");
+}
+
+#[test]
+fn a_handler_that_fills_its_lane_drives_it_to_free_slots() {
+    if !uring_or_skip("a_handler_that_fills_its_lane_drives_it_to_free_slots") {
+        return;
+    }
+    // Four slots per lane and no rescue for an hour. CPU 1's worker is
+    // held in a handler, so nothing frees the slots of its lane; the fifth
+    // of the handler's submits on CPU 0 after those four waits for a slot
+    // of CPU 0's lane, which only that lane's driver frees: the waiting
+    // worker itself.
+    let completer = Completer::builder()
+        .lane_rescue_after(Duration::from_secs(3600))
+        .build()
+        .expect("completer");
+    if completer.online_cpus().len() < 2 {
+        eprintln!("a_handler_that_fills_its_lane_drives_it_to_free_slots skipped: one CPU");
+        return;
+    }
+    let engine = Engine::builder(completer.clone())
+        .backend(Backend::Uring)
+        .steer_direct_io(false)
+        .queue_depth(4)
+        .build()
+        .expect("engine");
+    let dir = disk_dir();
+    let dev = Arc::new(data_file(&engine, &dir, false));
+    worker_drives_cpu0(&engine, &dev);
+    let gate = Arc::new(Mutex::new(()));
+    let held = gate.lock().unwrap();
+    let (entered_tx, entered_rx) = mpsc::channel();
+    on_cpu(1, || {
+        let gate = Arc::clone(&gate);
+        let bio = Bio::nop(move |_| {
+            entered_tx.send(()).unwrap();
+            drop(gate.lock());
+        })
+        .with_flags(BioFlags::COMPLETE_IN_TASK);
+        let _atomic = context::atomic();
+        completer.endio(bio);
+    });
+    entered_rx
+        .recv_timeout(PATIENCE)
+        .expect("CPU 1's worker is held");
+    let (tx, rx) = mpsc::channel();
+    let (submitted_tx, submitted_rx) = mpsc::channel();
+    on_cpu0(|| {
+        let inner = Arc::clone(&dev);
+        let bio = Bio::nop(move |_| {
+            for _ in 0..32 {
+                inner.submit(read_sending(&inner, tx.clone())).unwrap();
+            }
+            submitted_tx.send(()).unwrap();
+        })
+        .with_flags(BioFlags::COMPLETE_IN_TASK);
+        let _atomic = context::atomic();
+        completer.endio(bio);
+    });
+    let submitted = submitted_rx.recv_timeout(PATIENCE);
+    drop(held);
+    submitted.expect("the handler submitted all 32 reads");
+    let results: Vec<_> = (0..32).map(|_| rx.recv_timeout(PATIENCE)).collect();
+    assert!(
+        results.iter().all(|r| *r == Ok(Ok(4096))),
+        "every read completed: {results:?}"
+    );
+    assert_eq!(completer.stats().total.lane_rescues, 0);
 }

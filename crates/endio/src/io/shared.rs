@@ -14,6 +14,7 @@ use super::lane::Lane;
 use super::request::Request;
 use crate::sys::{self, UringUnavailable};
 use crate::task::Completer;
+use crate::task::drive;
 
 std::thread_local! {
     /// The lane of this thread's last submit (see [`last_lane`]).
@@ -119,7 +120,13 @@ impl EngineShared {
             if !may_wait || self.closed.load(Ordering::Relaxed) {
                 return None;
             }
-            self.lanes[home].slots.wait(Duration::from_millis(20));
+            // A handler of the worker that drives its home lane frees the
+            // slots itself, by driving the lane, rather than wait for the
+            // lane to be taken over (`task::drive`).
+            let lane = &self.lanes[home];
+            if !drive::drive_until(lane.key(), &|| lane.slots.in_use() < lane.slots.capacity()) {
+                lane.slots.wait(Duration::from_millis(20));
+            }
         }
     }
 
