@@ -141,6 +141,24 @@ pub(crate) fn with_draining_cpu<R>(cpu: usize, f: impl FnOnce() -> R) -> R {
     result
 }
 
+/// Runs `f` with [`draining_cpu`] reporting `None` (a lane's pass inside a
+/// handler: the handlers it runs inline are not deferred ones).
+pub(crate) fn outside_handler<R>(f: impl FnOnce() -> R) -> R {
+    let outer = CONTEXT.with(|c| {
+        let mut ctx = c.get();
+        let outer = ctx.draining_cpu.take();
+        c.set(ctx);
+        outer
+    });
+    let result = f();
+    CONTEXT.with(|c| {
+        let mut ctx = c.get();
+        ctx.draining_cpu = outer;
+        c.set(ctx);
+    });
+    result
+}
+
 /// Marks the calling thread as the worker of `cpu` for the rest of its life
 /// (and a task-context worker).
 pub(crate) fn become_worker_of(cpu: usize) {

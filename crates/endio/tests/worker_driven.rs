@@ -74,8 +74,13 @@ fn on_cpu<R: Send>(cpu: usize, f: impl FnOnce() -> R + Send) -> R {
 /// thread, which hands it over once the worker asks): reads from CPU 0
 /// until one is completed by the worker.
 fn worker_drives_cpu0(engine: &Engine, dev: &Device) {
+    worker_drives(engine, dev, 0);
+}
+
+/// As [`worker_drives_cpu0`], for `cpu`.
+fn worker_drives(engine: &Engine, dev: &Device, cpu: usize) {
     let deadline = std::time::Instant::now() + PATIENCE;
-    on_cpu0(|| {
+    on_cpu(cpu, || {
         loop {
             let before = engine.drive_stats().worker_completions;
             let (tx, rx) = mpsc::channel();
@@ -87,7 +92,7 @@ fn worker_drives_cpu0(engine: &Engine, dev: &Device) {
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "CPU 0's worker never drove its lane: {:?}",
+                "CPU {cpu}'s worker never drove its lane: {:?}",
                 engine.drive_stats()
             );
             std::thread::sleep(Duration::from_millis(1));
@@ -104,10 +109,11 @@ fn read_sending(dev: &Device, tx: mpsc::Sender<Result<usize, String>>) -> Bio {
 
 #[test]
 fn deferred_handlers_run_in_the_worker_that_reaped_their_io() {
-    if !uring_or_skip("deferred_handlers_run_in_the_worker_that_reaped_their_io") {
-        return;
+    let mut backends = vec![Backend::Null];
+    if uring_or_skip("deferred_handlers_run_in_the_worker_that_reaped_their_io (io_uring part)") {
+        backends.push(Backend::Uring);
     }
-    for backend in [Backend::Uring, Backend::Null] {
+    for backend in backends {
         let (_completer, engine) = engine(backend, Duration::from_millis(1));
         assert!(
             backend != Backend::Uring
@@ -149,6 +155,8 @@ fn deferred_handlers_run_in_the_worker_that_reaped_their_io() {
                 })
                 .collect()
         });
+        // (Deferred handlers run on the worker whoever reaped them; the
+        // counter below says who reaped.)
         assert!(
             threads.iter().all(|t| t == "endio-worker/0"),
             "{backend}: handlers ran on {threads:?}"
@@ -316,9 +324,20 @@ fn down_prep_hands_the_lane_to_its_reaper_and_online_gives_it_back() {
         })
     };
     assert_eq!(read_on_cpu0(BioFlags::empty()), Ok(Ok(4096)));
+    let taken = engine.drive_stats().takeovers;
     completer.cpu_down_prep(0).unwrap();
-    // The worker may not drive now; the reaper does, and completes the
-    // I/O (inline handlers; deferred ones wait for the CPU).
+    // The worker may not drive now: it hands the lane to the reaper (once
+    // it wakes), which completes the I/O (inline handlers; deferred ones
+    // wait for the CPU).
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while engine.drive_stats().takeovers == taken {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker never handed its lane over: {:?}",
+            engine.drive_stats()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let before = engine.drive_stats();
     for _ in 0..20 {
         assert_eq!(read_on_cpu0(BioFlags::empty()), Ok(Ok(4096)));
@@ -386,17 +405,20 @@ fn a_handler_that_fills_its_lane_drives_it_to_free_slots() {
     if !uring_or_skip("a_handler_that_fills_its_lane_drives_it_to_free_slots") {
         return;
     }
-    // Four slots per lane and no rescue for an hour. CPU 1's worker is
-    // held in a handler, so nothing frees the slots of its lane; the fifth
-    // of the handler's submits on CPU 0 after those four waits for a slot
-    // of CPU 0's lane, which only that lane's driver frees: the waiting
-    // worker itself.
+    // Four slots per lane and no rescue for an hour. Every other CPU's
+    // worker drives its lane and is then held in a handler, so nothing
+    // frees the slots of those lanes; once the handler on CPU 0 has filled
+    // them all, each submit waits for a slot of CPU 0's lane, which only
+    // that lane's driver frees: the waiting worker itself.
     let completer = Completer::builder()
         .lane_rescue_after(Duration::from_secs(3600))
         .build()
         .expect("completer");
-    if completer.online_cpus().len() < 2 {
-        eprintln!("a_handler_that_fills_its_lane_drives_it_to_free_slots skipped: one CPU");
+    let cpus = completer.online_cpus();
+    if cpus.len() < 2 || cpus[0] != 0 {
+        eprintln!(
+            "a_handler_that_fills_its_lane_drives_it_to_free_slots skipped: needs CPU 0 and another"
+        );
         return;
     }
     let engine = Engine::builder(completer.clone())
@@ -407,11 +429,117 @@ fn a_handler_that_fills_its_lane_drives_it_to_free_slots() {
         .expect("engine");
     let dir = disk_dir();
     let dev = Arc::new(data_file(&engine, &dir, false));
+    let others = &cpus[1..];
+    for &cpu in cpus.iter() {
+        worker_drives(&engine, &dev, cpu);
+    }
+    let gate = Arc::new(Mutex::new(()));
+    let held = gate.lock().unwrap();
+    let (entered_tx, entered_rx) = mpsc::channel();
+    for &cpu in others {
+        on_cpu(cpu, || {
+            let gate = Arc::clone(&gate);
+            let entered_tx = entered_tx.clone();
+            let bio = Bio::nop(move |_| {
+                entered_tx.send(()).unwrap();
+                drop(gate.lock());
+            })
+            .with_flags(BioFlags::COMPLETE_IN_TASK);
+            let _atomic = context::atomic();
+            completer.endio(bio);
+        });
+    }
+    for _ in others {
+        entered_rx
+            .recv_timeout(PATIENCE)
+            .expect("the other workers are held");
+    }
+    let reads = 8 * 4 * cpus.len();
+    let (tx, rx) = mpsc::channel();
+    let (submitted_tx, submitted_rx) = mpsc::channel();
+    on_cpu0(|| {
+        let inner = Arc::clone(&dev);
+        let bio = Bio::nop(move |_| {
+            for _ in 0..reads {
+                inner.submit(read_sending(&inner, tx.clone())).unwrap();
+            }
+            submitted_tx.send(()).unwrap();
+        })
+        .with_flags(BioFlags::COMPLETE_IN_TASK);
+        let _atomic = context::atomic();
+        completer.endio(bio);
+    });
+    let submitted = submitted_rx.recv_timeout(PATIENCE);
+    // All but the reads stuck in the held lanes completed while the others
+    // were held: CPU 0's worker drove its lane from inside its handler.
+    let stuck = 4 * others.len();
+    let early: Vec<_> = (0..reads - stuck)
+        .map(|_| rx.recv_timeout(PATIENCE))
+        .collect();
+    drop(held);
+    submitted.expect("the handler submitted every read");
+    let late: Vec<_> = (0..stuck).map(|_| rx.recv_timeout(PATIENCE)).collect();
+    assert!(
+        early.iter().chain(&late).all(|r| *r == Ok(Ok(4096))),
+        "every read completed: {early:?} {late:?}"
+    );
+    assert_eq!(completer.stats().total.lane_rescues, 0);
+}
+
+#[test]
+fn an_engine_dropped_by_an_inline_handler_in_its_workers_pass_closes() {
+    if !uring_or_skip("an_engine_dropped_by_an_inline_handler_in_its_workers_pass_closes") {
+        return;
+    }
+    // The handler of an unflagged read runs in atomic context inside the
+    // pass of the worker that drives the lane, while that worker holds the
+    // lane the lane's own thread waits for to shut down.
+    let (_completer, engine) = engine(Backend::Uring, Duration::from_millis(1));
+    let dir = disk_dir();
+    let dev = data_file(&engine, &dir, false);
+    worker_drives_cpu0(&engine, &dev);
+    let (tx, rx) = mpsc::channel();
+    on_cpu0(|| {
+        let bio = Bio::read(0, dev.buf(4096), move |_| {
+            let thread = std::thread::current().name().unwrap_or("").to_owned();
+            drop(engine);
+            tx.send(thread).unwrap();
+        });
+        dev.submit(bio).unwrap();
+    });
+    let thread = rx
+        .recv_timeout(PATIENCE)
+        .expect("the last engine handle was dropped inside the worker's pass without a hang");
+    assert_eq!(
+        thread, "endio-worker/0",
+        "the handler ran in the worker's pass"
+    );
+}
+
+#[test]
+fn a_worker_whose_drain_is_revoked_in_a_stall_loses_its_lane() {
+    if !uring_or_skip("a_worker_whose_drain_is_revoked_in_a_stall_loses_its_lane") {
+        return;
+    }
+    // No lane rescue for an hour: only the stall rescue's revocation of the
+    // worker's drain (after 50 ms in one handler) hands the lane over.
+    let completer = Completer::builder()
+        .stall_timeout(Some(Duration::from_millis(50)))
+        .lane_rescue_after(Duration::from_secs(3600))
+        .build()
+        .expect("completer");
+    let engine = Engine::builder(completer.clone())
+        .backend(Backend::Uring)
+        .steer_direct_io(false)
+        .build()
+        .expect("engine");
+    let dir = disk_dir();
+    let dev = data_file(&engine, &dir, false);
     worker_drives_cpu0(&engine, &dev);
     let gate = Arc::new(Mutex::new(()));
     let held = gate.lock().unwrap();
     let (entered_tx, entered_rx) = mpsc::channel();
-    on_cpu(1, || {
+    on_cpu0(|| {
         let gate = Arc::clone(&gate);
         let bio = Bio::nop(move |_| {
             entered_tx.send(()).unwrap();
@@ -423,28 +551,100 @@ fn a_handler_that_fills_its_lane_drives_it_to_free_slots() {
     });
     entered_rx
         .recv_timeout(PATIENCE)
-        .expect("CPU 1's worker is held");
-    let (tx, rx) = mpsc::channel();
-    let (submitted_tx, submitted_rx) = mpsc::channel();
-    on_cpu0(|| {
-        let inner = Arc::clone(&dev);
-        let bio = Bio::nop(move |_| {
-            for _ in 0..32 {
-                inner.submit(read_sending(&inner, tx.clone())).unwrap();
-            }
-            submitted_tx.send(()).unwrap();
-        })
-        .with_flags(BioFlags::COMPLETE_IN_TASK);
-        let _atomic = context::atomic();
-        completer.endio(bio);
+        .expect("the handler started");
+    // Well past the stall timeout: the drain was revoked with an idle lane.
+    std::thread::sleep(Duration::from_millis(300));
+    let read = on_cpu0(|| {
+        let (tx, rx) = mpsc::channel();
+        dev.submit(read_sending(&dev, tx)).unwrap();
+        rx.recv_timeout(PATIENCE)
     });
-    let submitted = submitted_rx.recv_timeout(PATIENCE);
     drop(held);
-    submitted.expect("the handler submitted all 32 reads");
-    let results: Vec<_> = (0..32).map(|_| rx.recv_timeout(PATIENCE)).collect();
-    assert!(
-        results.iter().all(|r| *r == Ok(Ok(4096))),
-        "every read completed: {results:?}"
+    assert_eq!(
+        read,
+        Ok(Ok(4096)),
+        "a read on the stuck worker's lane completed"
     );
-    assert_eq!(completer.stats().total.lane_rescues, 0);
+    assert!(completer.stats().total.lane_rescues >= 1);
+}
+
+/// CPU time (user + system, clock ticks) of thread `tid` of this process.
+fn thread_cpu_ticks(tid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+    // Fields after the command (which may hold spaces) in parentheses:
+    // utime and stime are the 12th and 13th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn a_worker_waits_while_a_rescuer_drains_its_cpu() {
+    if !uring_or_skip("a_worker_waits_while_a_rescuer_drains_its_cpu") {
+        return;
+    }
+    // CPU 0's worker is stuck in a handler for 300 ms. After 100 ms the
+    // watchdog revokes its drain and a rescuer runs the rest of the batch:
+    // six handlers of 80 ms (each shorter than the stall timeout, in one run
+    // of the 2 s budget), until about 600 ms. When the worker comes back,
+    // the rescuer is draining and more bios wait in the queue: the worker
+    // waits for the rescuer on its thread, not in a loop of futile drains.
+    let completer = Completer::builder()
+        .stall_timeout(Some(Duration::from_millis(100)))
+        .lane_rescue_after(Duration::from_secs(3600))
+        .budget(endio::Budget {
+            handlers_max: u32::MAX,
+            time_max: Duration::from_secs(2),
+        })
+        .build()
+        .expect("completer");
+    let engine = Engine::builder(completer.clone())
+        .backend(Backend::Uring)
+        .steer_direct_io(false)
+        .build()
+        .expect("engine");
+    let dir = disk_dir();
+    let dev = data_file(&engine, &dir, false);
+    worker_drives_cpu0(&engine, &dev);
+    let (tid_tx, tid_rx) = mpsc::channel();
+    let nop =
+        |f: Box<dyn FnOnce() + Send>| Bio::nop(move |_| f()).with_flags(BioFlags::COMPLETE_IN_TASK);
+    on_cpu0(|| {
+        let _atomic = context::atomic();
+        completer.endio(nop(Box::new(move || {
+            tid_tx
+                .send(rustix::thread::gettid().as_raw_nonzero().get())
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+        })));
+        for _ in 0..6 {
+            completer.endio(nop(Box::new(|| {
+                std::thread::sleep(Duration::from_millis(80));
+            })));
+        }
+    });
+    let tid = tid_rx.recv_timeout(PATIENCE).expect("the worker started");
+    // The worker is back after 300 ms; bios wait behind the rescuer's.
+    std::thread::sleep(Duration::from_millis(330));
+    on_cpu0(|| {
+        let _atomic = context::atomic();
+        for _ in 0..4 {
+            completer.endio(nop(Box::new(|| {})));
+        }
+    });
+    let before = thread_cpu_ticks(tid);
+    std::thread::sleep(Duration::from_millis(200));
+    let spent = thread_cpu_ticks(tid) - before;
+    assert!(completer.wait_idle(PATIENCE), "every handler ran");
+    let stats = completer.stats().total;
+    assert!(
+        stats.rescues >= 1 && stats.rescued >= 1,
+        "a rescuer drained: {stats:?}"
+    );
+    let tick_ms = 1000 / rustix::param::clock_ticks_per_second();
+    assert!(
+        spent * tick_ms < 50,
+        "the worker spent {} ms of CPU in 200 ms while a rescuer drained its CPU",
+        spent * tick_ms
+    );
 }

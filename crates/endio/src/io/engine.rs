@@ -32,19 +32,22 @@ pub struct Engine {
 /// Owns the backend threads; dropping it shuts the engine down.
 struct Handle {
     shared: Arc<EngineShared>,
-    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// The backend's threads, with the lane each serves.
+    threads: Mutex<Vec<(Option<usize>, std::thread::JoinHandle<()>)>>,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
         self.shared.shutdown();
-        let me = std::thread::current().id();
+        let me = std::thread::current();
         let threads = std::mem::take(&mut *self.threads.lock());
-        for t in threads {
+        for (lane, t) in threads {
             // The last clone can be dropped by a handler running on one of
-            // the engine's own threads; that thread leaves its loop by
-            // itself once its lane is empty.
-            if t.thread().id() != me {
+            // the engine's own threads, or inline in a pass of a lane's
+            // worker (which holds the lane the lane's thread waits for);
+            // that thread leaves its loop by itself once its lane is empty.
+            let own_lane = lane.is_some_and(|l| self.shared.lanes[l].owner.is_worker(&me));
+            if t.thread().id() != me.id() && !own_lane {
                 let _ = t.join();
             }
         }
@@ -237,9 +240,10 @@ impl EngineBuilder {
     /// the worker. The reaper thread stands by and drives the ring while
     /// the worker cannot: stuck inside one handler for a millisecond while
     /// the ring has I/O, its CPU going down, shutdown. Such a ring is
-    /// entered by two threads, so it is set up without `SINGLE_ISSUER`,
-    /// `DEFER_TASKRUN` and `COOP_TASKRUN` (`Engine::ring_flags` says
-    /// `none`). A CPU's worker drives one engine's ring only; the rings of
+    /// entered by two threads, so it is set up without `SINGLE_ISSUER` and
+    /// `DEFER_TASKRUN` (`Engine::ring_flags` says
+    /// `COOP_TASKRUN|TASKRUN_FLAG`). A CPU's worker drives one engine's
+    /// ring only; the rings of
     /// other engines on the same completer keep their reaper. Needs a
     /// completer with pinned workers and a stall timeout (the defaults).
     #[must_use]
@@ -351,24 +355,25 @@ impl EngineBuilder {
             Backend::Uring | Backend::Null => cpus.iter().map(|&c| Some(c)).collect(),
         };
         let mut lanes = Vec::with_capacity(lane_cpus.len());
+        // A lane a worker may drive has an event bell: the worker sleeps
+        // in the lane, and the producers of its queue ring the lane's bell.
+        let may_drive = self.worker_driven && self.pin;
         for &cpu in &lane_cpus {
-            // A lane its CPU's worker may drive rings that CPU's bell, which
-            // wakes the worker for its queue too.
-            let driven_bell = match (backend, cpu) {
-                (Backend::Uring | Backend::Null, Some(cpu)) if self.worker_driven && self.pin => {
-                    self.completer.lane_bell(cpu)
-                }
-                _ => None,
-            };
-            let driven = driven_bell.is_some();
-            let bell = match (backend, driven_bell) {
-                (_, Some(bell)) => Bell::Event(bell),
-                (Backend::Uring, None) => Bell::Event(Arc::new(EventBell::new().map_err(|e| {
+            let bell = match backend {
+                Backend::Uring => Bell::Event(Arc::new(EventBell::new().map_err(|e| {
                     Started::Uring(sys::diagnose_uring_error(e.raw_os_error(), None))
                 })?)),
-                (Backend::Threads | Backend::Null, None) => Bell::Futex(Doorbell::default()),
+                Backend::Null if may_drive && cpu.is_some() => {
+                    Bell::Event(Arc::new(EventBell::new().map_err(|source| {
+                        Started::Other(EngineError::Spawn {
+                            what: "null-device bell",
+                            source,
+                        })
+                    })?))
+                }
+                Backend::Threads | Backend::Null => Bell::Futex(Doorbell::default()),
             };
-            lanes.push(Lane::new(cpu, self.queue_depth, bell, driven));
+            lanes.push(Lane::new(cpu, self.queue_depth, bell));
         }
         // Each CPU maps to its own lane, others (not online at build time)
         // to a lane chosen by number.
@@ -406,23 +411,34 @@ impl EngineBuilder {
         };
         // Every thread is registered with the handle as soon as it runs, so
         // an early return (dropping the handle) stops and joins it.
-        let register = |t: std::thread::JoinHandle<()>| {
-            handle.threads.lock().push(t);
+        let register = |lane: Option<usize>, t: std::thread::JoinHandle<()>| {
+            handle.threads.lock().push((lane, t));
+        };
+        // Attaches lane `lane` to its CPU's worker, before its thread
+        // starts (which then makes a ring two threads may drive).
+        let attach = |lane: usize, drive: Arc<dyn crate::task::drive::Drive>| {
+            if let (true, Some(cpu)) = (may_drive, shared.lanes[lane].cpu)
+                && shared.completer.attach_lane(cpu, drive)
+            {
+                // Release: the reaper's Acquire load when it makes the ring.
+                shared.lanes[lane].driven.store(true, Ordering::Release);
+            }
         };
         match backend {
             Backend::Uring => {
                 let (tx, rx) = mpsc::channel();
                 for lane in 0..shared.lanes.len() {
                     let cell = uring::RingCell::new();
-                    if let (true, Some(cpu)) = (shared.lanes[lane].driven, shared.lanes[lane].cpu) {
-                        let drive = uring::UringDrive {
+                    attach(
+                        lane,
+                        Arc::new(uring::UringDrive {
                             shared: Arc::clone(&shared),
                             cell: Arc::clone(&cell),
                             lane,
-                        };
-                        shared.completer.attach_lane(cpu, Arc::new(drive));
-                    }
+                        }),
+                    );
                     register(
+                        Some(lane),
                         uring::spawn(Arc::clone(&shared), cell, lane, tx.clone())
                             .map_err(spawn_err("io_uring reaper"))?,
                     );
@@ -452,6 +468,7 @@ impl EngineBuilder {
             Backend::Threads => {
                 for i in 0..self.threads {
                     register(
+                        None,
                         threads::spawn(Arc::clone(&shared), i).map_err(spawn_err("I/O pool"))?,
                     );
                 }
@@ -459,15 +476,18 @@ impl EngineBuilder {
             Backend::Null => {
                 for lane in 0..shared.lanes.len() {
                     let cell = null::NullCell::new(shared.queue_depth);
-                    if let (true, Some(cpu)) = (shared.lanes[lane].driven, shared.lanes[lane].cpu) {
-                        let drive = null::NullDrive {
-                            shared: Arc::clone(&shared),
-                            cell: Arc::clone(&cell),
+                    if matches!(shared.lanes[lane].bell, Bell::Event(_)) {
+                        attach(
                             lane,
-                        };
-                        shared.completer.attach_lane(cpu, Arc::new(drive));
+                            Arc::new(null::NullDrive {
+                                shared: Arc::clone(&shared),
+                                cell: Arc::clone(&cell),
+                                lane,
+                            }),
+                        );
                     }
                     register(
+                        Some(lane),
                         null::spawn(Arc::clone(&shared), cell, lane)
                             .map_err(spawn_err("null-device interrupt"))?,
                     );

@@ -32,9 +32,7 @@
 //!    handlers run in the thread that sleeps in the lane.)
 
 use std::sync::Arc;
-#[cfg(test)]
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::{AtomicU32, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering, fence};
 use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
@@ -193,11 +191,11 @@ impl Doorbell {
     }
 }
 
-/// How a lane's thread is woken: a futex word (the thread-pool and null
-/// backends), or an eventfd with a sleeping flag ([`EventBell`]), which an
-/// io_uring ring waits on with a read in flight. A lane that a completer
-/// worker drives (`task::drive`) uses its CPU's event bell, which the
-/// producers of that worker's queue ring too.
+/// How a lane's thread is woken: a futex word (the thread-pool backend, and
+/// a null lane no worker may drive), or an eventfd with a sleeping flag
+/// ([`EventBell`]), which an io_uring ring waits on with a read in flight.
+/// While a completer worker drives the lane (`task::drive`), the producers
+/// of that worker's queue ring the lane's event bell too.
 #[derive(Debug)]
 pub(crate) enum Bell {
     Futex(Doorbell),
@@ -233,6 +231,13 @@ impl Bell {
         }
     }
 
+    pub(crate) fn event_arc(&self) -> Arc<EventBell> {
+        match self {
+            Bell::Event(e) => Arc::clone(e),
+            Bell::Futex(_) => unreachable!("a futex lane has no eventfd"),
+        }
+    }
+
     /// Sleeps unless `has_work()`, at most `timeout` (a thread that does
     /// not wait in a ring: the null backend's).
     pub(crate) fn sleep(&self, has_work: impl Fn() -> bool, timeout: Duration) {
@@ -258,21 +263,23 @@ pub(crate) struct Lane<R> {
     pub(crate) slots: Slots,
     pub(crate) inbox: ArrayQueue<R>,
     pub(crate) bell: Bell,
-    /// Whether the CPU's completer worker may drive the lane.
-    pub(crate) driven: bool,
+    /// Whether the lane is attached to its CPU's completer worker, which
+    /// then drives it when it has nothing to run (set before the lane's
+    /// thread starts, never cleared: an evicted lane stays marked).
+    pub(crate) driven: AtomicBool,
     pub(crate) owner: DriveOwner,
     /// Who completed the lane's requests.
     pub(crate) completions: DriveCounters,
 }
 
 impl<R> Lane<R> {
-    pub(crate) fn new(cpu: Option<usize>, depth: u32, bell: Bell, driven: bool) -> Lane<R> {
+    pub(crate) fn new(cpu: Option<usize>, depth: u32, bell: Bell) -> Lane<R> {
         Lane {
             cpu,
             slots: Slots::new(depth),
             inbox: ArrayQueue::new(depth as usize),
             bell,
-            driven,
+            driven: AtomicBool::new(false),
             owner: DriveOwner::default(),
             completions: DriveCounters::default(),
         }

@@ -101,6 +101,11 @@ impl EngineShared {
             return Err((req, SubmitErrorKind::Busy));
         }
         lane.bell.ring();
+        // Its worker outside the lane may be stuck in a handler: the
+        // watchdog takes the lane over if so (`task::drive`).
+        if lane.owner.worker_outside() {
+            self.completer.nudge_watchdog();
+        }
         LAST_LANE.with(|l| l.set(lane.key()));
         Ok(())
     }
@@ -136,7 +141,7 @@ impl EngineShared {
         for lane in self.lanes.iter() {
             // A lane a worker drives goes back to its own thread, for good,
             // which then completes what is left (`task::drive`, step 4).
-            if let (true, Some(cpu)) = (lane.driven, lane.cpu) {
+            if let (true, Some(cpu)) = (lane.driven.load(Ordering::Acquire), lane.cpu) {
                 self.completer.detach_lane(cpu, lane.key());
                 lane.owner.evict();
             }

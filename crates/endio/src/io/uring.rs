@@ -35,12 +35,12 @@
 //! work. Those flags require a single issuer per ring, while a [`Device`] is
 //! shared by any number of threads. So submitters do not enter the kernel:
 //! they put their request into the lane's bounded inbox and ring its bell,
-//! and the ring's reaper thread, the one task that touches the ring, moves
-//! the inbox into SQEs and submits the whole batch with one
-//! `io_uring_enter`, which also waits for completions. That gives the three
-//! fio flags (falling back to fewer on kernels that refuse them, see
-//! `RING_SETUPS`), batched submission for free, and no lock around the
-//! submission queue.
+//! and the ring's driver (one thread at a time: the worker or the reaper)
+//! moves the inbox into SQEs and submits them, and waits for completions
+//! in `io_uring_enter`. A ring only its reaper drives gets the three fio
+//! flags (falling back to fewer on kernels that refuse them, see
+//! `RING_SETUPS`); there is no lock around the submission queue either
+//! way.
 //!
 //! The reaper sleeps in `io_uring_enter(GETEVENTS)`; it keeps a read of its
 //! lane's eventfd in flight, which a submitter completes by bumping the
@@ -115,7 +115,7 @@ const CANCEL: u64 = u64::MAX - 1;
 /// the SQ when task work is pending, so a submit that does not wait still
 /// runs deferred completions (`GETEVENTS`) instead of leaving them for the
 /// next wait.
-const RING_SETUPS: [RingSetup; 5] = [
+const RING_SETUPS: [RingSetup; 4] = [
     RingSetup {
         name: "COOP_TASKRUN|TASKRUN_FLAG|SINGLE_ISSUER|DEFER_TASKRUN",
         coop_taskrun: true,
@@ -134,7 +134,6 @@ const RING_SETUPS: [RingSetup; 5] = [
         single_issuer: false,
         defer_taskrun: false,
     },
-    RING_SHARED,
     RingSetup {
         name: "none",
         coop_taskrun: false,
@@ -143,13 +142,9 @@ const RING_SETUPS: [RingSetup; 5] = [
     },
 ];
 
-/// The setup of a ring two threads drive (see "Who drives the ring").
-const RING_SHARED: RingSetup = RingSetup {
-    name: "COOP_TASKRUN|TASKRUN_FLAG",
-    coop_taskrun: true,
-    single_issuer: false,
-    defer_taskrun: false,
-};
+/// The first of [`RING_SETUPS`] without a single issuer: where the setups
+/// of a ring two threads drive start (see "Who drives the ring").
+const SHARED_SETUPS: usize = 2;
 
 /// One set of ring flags to try.
 struct RingSetup {
@@ -162,9 +157,10 @@ struct RingSetup {
 }
 
 /// Builds the ring with the first setup the kernel takes (`driven`: a ring
-/// the CPU's worker drives too, which takes the shared setup only).
+/// the CPU's worker drives too, which takes the setups without a single
+/// issuer only).
 fn build_ring(entries: u32, driven: bool) -> io::Result<(IoUring, &'static str)> {
-    let setups: &[RingSetup] = if driven { &[RING_SHARED] } else { &RING_SETUPS };
+    let setups = &RING_SETUPS[if driven { SHARED_SETUPS } else { 0 }..];
     let mut last = None;
     for setup in setups {
         let mut b = IoUring::builder();
@@ -260,6 +256,9 @@ struct Requests {
     /// Requests reaped (or refused) and not yet completed.
     done: Vec<(Request, i64)>,
     wake_armed: bool,
+    /// Who issued the eventfd read in flight: its completion is that
+    /// thread's task work.
+    wake_by: Driver,
 }
 
 /// What one pass found.
@@ -280,6 +279,7 @@ impl Ring {
                 chained: Vec::with_capacity(depth as usize),
                 done: Vec::with_capacity(depth as usize),
                 wake_armed: false,
+                wake_by: Driver::Reaper,
             },
             wake_buf: Box::new([0u8; 8]),
         }
@@ -316,6 +316,7 @@ impl Ring {
             // which outlives the ring.
             if unsafe { sq.push(&read) }.is_ok() {
                 st.wake_armed = true;
+                st.wake_by = by;
             }
         }
         // 2. Chained writeback stages, then the inbox -> SQ, entering the
@@ -367,7 +368,11 @@ impl Ring {
             // Nothing to submit, nothing to wait for, no task work: the
             // system call would do nothing.
             Ok(0)
-        } else if closed {
+        } else if closed || (want == 1 && by == Driver::Reaper && st.wake_by != by) {
+            // At shutdown, and for a reaper whose doorbell read the worker
+            // issued: that read completes only as the worker's task work,
+            // which a worker stuck in uninterruptible sleep does not run;
+            // so look again every millisecond rather than sleep on it.
             let ts = types::Timespec::new().nsec(1_000_000);
             let args = types::SubmitArgs::new().timespec(&ts);
             submitter.submit_with_args(want, &args)
@@ -462,6 +467,10 @@ impl Drive for UringDrive {
         self.shared.lanes[self.lane].bell.event()
     }
 
+    fn bell_arc(&self) -> Arc<EventBell> {
+        self.shared.lanes[self.lane].bell.event_arc()
+    }
+
     fn pass(&self, held: &Held<'_>, sleep: Option<&dyn Fn() -> bool>) -> usize {
         assert!(held.of(self.owner()), "a pass needs the lane it drives");
         let lane = &self.shared.lanes[self.lane];
@@ -509,14 +518,15 @@ fn reaper_main(
     lane.owner.set_reserve(std::thread::current());
     let depth = lane.slots.capacity();
     // The ring is made here: with SINGLE_ISSUER its creator is its issuer.
-    let (ring, flags) = match build_ring(depth + 2, lane.driven) {
+    let driven = lane.driven.load(Ordering::Acquire);
+    let (ring, flags) = match build_ring(depth + 2, driven) {
         Ok(r) => r,
         Err(e) => {
             let _ = setup.send(Err(e));
             return;
         }
     };
-    if !lane.driven {
+    if !driven {
         // Saves a file lookup per io_uring_enter (5.18+); optional. Only
         // for a ring this thread alone enters: the registration is the
         // registering thread's.

@@ -312,27 +312,15 @@ impl Completer {
         self.handle.shared.cpu_dead(cpu)
     }
 
-    /// The bell of the engine lanes `cpu`'s worker drives (`drive.rs`), if
-    /// that worker can drive one: it is pinned, the watchdog runs (it takes
-    /// a lane from a worker stuck in a handler), and no lane is attached.
-    /// Made on first use; `None` also if the eventfd cannot be made.
-    pub(crate) fn lane_bell(&self, cpu: usize) -> Option<Arc<drive::EventBell>> {
-        let shared = &*self.handle.shared;
-        let per_cpu = shared.cpus.get(cpu)?;
-        if !shared.config.pin_workers
-            || shared.config.stall_timeout.is_none()
-            || per_cpu.worker.get().is_none()
-            || per_cpu.drive.lane().is_some()
-        {
-            return None;
-        }
-        per_cpu.drive.bell().ok()
-    }
-
-    /// Lets `cpu`'s worker drive `lane` when it has nothing to run;
-    /// `false` if it drives another one.
+    /// Lets `cpu`'s worker drive `lane` when it has nothing to run
+    /// (`drive.rs`); `false` if it cannot: it drives another lane, it is
+    /// not pinned, or no watchdog runs (which takes a lane from a worker
+    /// stuck in a handler).
     pub(crate) fn attach_lane(&self, cpu: usize, lane: Arc<dyn drive::Drive>) -> bool {
         let shared = &*self.handle.shared;
+        if !shared.config.pin_workers || shared.config.stall_timeout.is_none() {
+            return false;
+        }
         let Some(per_cpu) = shared.cpus.get(cpu) else {
             return false;
         };
@@ -344,6 +332,12 @@ impl Completer {
             per_cpu.wake_worker();
         }
         attached
+    }
+
+    /// An I/O was queued on a lane whose worker is outside it: the watchdog
+    /// watches closely from now on (the worker may be stuck in a handler).
+    pub(crate) fn nudge_watchdog(&self) {
+        self.handle.shared.nudge_watchdog();
     }
 
     /// Stops `cpu`'s worker from driving the lane `key` (if it is the one
@@ -541,13 +535,14 @@ impl CompleterBuilder {
             worker::cpu_online(&shared, cpu, false)?;
         }
         if let Some(timeout) = stall_timeout {
-            worker::spawn(&shared, "endio-watchdog".to_owned(), move |s| {
+            let watchdog = worker::spawn(&shared, "endio-watchdog".to_owned(), move |s| {
                 worker::watchdog_main(&s, timeout)
             })
             .map_err(|source| BuildError::Thread {
                 what: "watchdog",
                 source,
             })?;
+            let _ = shared.watchdog.set(watchdog);
         }
         if hotplug_watcher {
             watcher::start(&shared, sysfs_root, online).map_err(|source| BuildError::Thread {

@@ -45,6 +45,10 @@ pub(crate) struct Shared {
     pub(crate) threads: Mutex<Vec<thread::JoinHandle<()>>>,
     /// The clock of run budgets and stall detection.
     pub(crate) clock: FastClock,
+    /// The stall watchdog, once it runs.
+    pub(crate) watchdog: OnceLock<thread::Thread>,
+    /// The watchdog ticks fast (a driven lane is busy, or it was nudged).
+    pub(crate) watchdog_fast: AtomicBool,
 }
 
 #[derive(Debug, Clone)]
@@ -266,6 +270,8 @@ impl Shared {
             lifecycle: Mutex::new(()),
             threads: Mutex::new(Vec::new()),
             clock: FastClock::new(),
+            watchdog: OnceLock::new(),
+            watchdog_fast: AtomicBool::new(false),
         }
     }
 
@@ -708,6 +714,14 @@ impl Shared {
                 ?stall_timeout,
                 "a drainer is stalled inside a handler; rescuing its CPU"
             );
+            // A revoked worker is no longer inside a handler as the run word
+            // tells it (the lane rescue looks there): its lane goes to the
+            // lane's reserve now, I/O or not.
+            if role == Some(Role::Worker) {
+                per_cpu.drive.rescue(true, || {
+                    stats::add_shared(&per_cpu.lifecycle_counters.lane_rescues, 1);
+                });
+            }
             let work_left = self.batch_held(cpu, &control) || !per_cpu.hot.queue.is_empty();
             let online = control.state == CpuState::Online;
             let wake = control.sync_waiters > 0;
@@ -746,7 +760,7 @@ impl Shared {
             }
             let since = run.handler_since.load(Ordering::Relaxed);
             if self.clock.nanos_between(since, now) >= after_ns
-                && per_cpu.drive.rescue(|| {
+                && per_cpu.drive.rescue(false, || {
                     stats::add_shared(&per_cpu.lifecycle_counters.lane_rescues, 1);
                 })
             {
@@ -754,6 +768,18 @@ impl Shared {
             }
         }
         (busy, taken)
+    }
+
+    /// Tells the watchdog to tick fast from now on (`rescue_lanes`): a
+    /// driven lane has I/O while its worker may be about to block. Costs a
+    /// load when it already does; never blocks.
+    pub(crate) fn nudge_watchdog(&self) {
+        if !self.watchdog_fast.load(Ordering::Relaxed)
+            && !self.watchdog_fast.swap(true, Ordering::Relaxed)
+            && let Some(watchdog) = self.watchdog.get()
+        {
+            watchdog.unpark();
+        }
     }
 
     /// The CPUs whose work is enabled.

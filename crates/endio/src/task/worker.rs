@@ -87,6 +87,10 @@ pub(crate) fn rescue_stalled(shared: &Arc<Shared>, now: u64, stall_timeout: Dura
 /// own.
 pub(crate) fn shut_down(shared: &Shared) {
     shared.stop();
+    // A worker sleeping in a lane wakes on its lane's bell.
+    for per_cpu in shared.cpus.iter() {
+        per_cpu.drive.ring_always();
+    }
     let me = thread::current().id();
     loop {
         let threads = std::mem::take(&mut *shared.threads.lock());
@@ -121,6 +125,8 @@ fn worker_main(shared: &Shared, cpu: usize) {
     // Start with a drain: bios may have been queued (or left in the batch by
     // an interrupted run) before this thread first ran.
     let mut park_first = false;
+    // The last drain found a rescuer draining this CPU.
+    let mut rescuer_drains = false;
     while !shared.is_shut_down() {
         let generation = per_cpu.drive.generation();
         if generation != lane_generation {
@@ -130,10 +136,12 @@ fn worker_main(shared: &Shared, cpu: usize) {
             lane = per_cpu.drive.lane();
             lane_generation = generation;
         }
-        // A lane is driven only while the CPU's work is enabled; otherwise
-        // its reserve thread drives it.
+        // A lane is driven only while the CPU's work is enabled, and not
+        // while a rescuer drains the CPU (the worker then waits on its
+        // thread for the rescuer to finish, which wakes it); otherwise the
+        // lane's reserve thread drives it.
         let driving = match lane.as_deref() {
-            Some(l) if per_cpu.is_online() => Some(l),
+            Some(l) if per_cpu.is_online() && !rescuer_drains => Some(l),
             Some(l) => {
                 drive::release(l);
                 None
@@ -151,13 +159,9 @@ fn worker_main(shared: &Shared, cpu: usize) {
             // Step 4: the last drain found nothing it could run. With a
             // lane, sleep in it: what completes there is this CPU's, and
             // comes back onto the queue without a wakeup.
-            let mut reaped = false;
             let found = match driving {
                 Some(l) => match drive::park(l, &has_work) {
-                    Parked::Drove(done) => {
-                        reaped = done > 0;
-                        true
-                    }
+                    Parked::Drove(_) => true,
                     Parked::Reserve => false,
                 },
                 // Without a lane, yield a few times first: a producer on
@@ -180,9 +184,10 @@ fn worker_main(shared: &Shared, cpu: usize) {
             if !found || driving.is_some() {
                 stats::add_single_writer(&per_cpu.drain_counters.wakeups, 1);
             }
-            // Step 5, for a new batch only, and not for one this worker
-            // reaped itself (a whole pass of its lane is a batch already).
-            if !reaped && !per_cpu.hot.queue.is_empty() {
+            // Step 5, for a new batch only, and not for a worker that
+            // drives a lane: a whole pass of its lane is a batch already,
+            // and a sleep on its thread would leave the lane undriven.
+            if driving.is_none() && !per_cpu.hot.queue.is_empty() {
                 let now = Instant::now();
                 let delay = pacer.delay_at_wakeup(now);
                 if !delay.is_zero() {
@@ -205,10 +210,11 @@ fn worker_main(shared: &Shared, cpu: usize) {
         let (end, ran) = drive::with_lane(driving, || {
             shared.drain_with(cpu, Role::Worker, Some(shared.config.budget), &mut |at| {
                 if let Some(l) = driving {
-                    boundary(l, at, &mut since_poll);
+                    boundary(shared, l, at, &mut since_poll);
                 }
             })
         });
+        rescuer_drains = end == RunEnd::Busy;
         pacer.ran(ran);
         last_ran = ran;
         park_first = match end {
@@ -218,8 +224,8 @@ fn worker_main(shared: &Shared, cpu: usize) {
                 thread::yield_now();
                 false
             }
-            // Disabled (after `cpu_down_prep`): `cpu_online` unparks us. Busy (a
-            // rescuer drains): it unparks us when done.
+            // Disabled (after `cpu_down_prep`): `cpu_online` wakes us. Busy (a
+            // rescuer drains): it wakes us when done (see `rescuer_drains`).
             RunEnd::Disabled | RunEnd::Busy => true,
             // We stalled and were rescued: look again.
             RunEnd::Revoked => false,
@@ -241,7 +247,9 @@ const HANDLERS_PER_POLL_MAX: u32 = 16;
 /// [`HANDLERS_PER_POLL_MAX`] handlers of a long batch whose handlers
 /// submitted I/O, so those do not wait for the whole batch. A pass per
 /// handler would cost the lane's bookkeeping per I/O instead of per batch.
-fn boundary(lane: &dyn Drive, at: Boundary, since_poll: &mut u32) {
+/// With I/O in the lane the worker is about to run handlers, any of which
+/// may block: the watchdog is told to watch closely.
+fn boundary(shared: &Shared, lane: &dyn Drive, at: Boundary, since_poll: &mut u32) {
     match at {
         Boundary::Between => {
             *since_poll += 1;
@@ -253,6 +261,9 @@ fn boundary(lane: &dyn Drive, at: Boundary, since_poll: &mut u32) {
     }
     *since_poll = 0;
     let _ = drive::poll(lane);
+    if lane.busy() {
+        shared.nudge_watchdog();
+    }
 }
 
 fn pin(shared: &Shared, cpu: usize) {
@@ -292,9 +303,7 @@ fn rescuer_main(shared: &Shared, cpu: usize) {
         }
     }
     // Whatever arrives from now on is the worker's again.
-    if let Some(worker) = shared.cpus[cpu].worker.get() {
-        worker.unpark();
-    }
+    shared.cpus[cpu].wake_worker();
 }
 
 /// The stall watchdog: every quarter of `stall_timeout`, rescues the CPUs
@@ -308,12 +317,17 @@ fn rescuer_main(shared: &Shared, cpu: usize) {
 pub(crate) fn watchdog_main(shared: &Arc<Shared>, stall_timeout: Duration) {
     let slow = (stall_timeout / 4).max(Duration::from_millis(1));
     let fast = shared.config.lane_rescue_after.min(slow);
-    let mut tick = slow;
     let mut stall_due = Instant::now() + slow;
     while !shared.is_shut_down() {
-        thread::park_timeout(tick);
+        // Fast while a driven lane is busy, or since a nudge (an I/O for a
+        // lane whose worker is outside it) unparked us.
+        thread::park_timeout(if shared.watchdog_fast.load(Ordering::Relaxed) {
+            fast
+        } else {
+            slow
+        });
         let (busy, _) = shared.rescue_lanes(shared.clock.ticks());
-        tick = if busy { fast } else { slow };
+        shared.watchdog_fast.store(busy, Ordering::Relaxed);
         let now = Instant::now();
         if now >= stall_due {
             stall_due = now + slow;

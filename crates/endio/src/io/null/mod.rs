@@ -146,7 +146,7 @@ impl Device {
         if timeout.is_zero() {
             return 0;
         }
-        if self.expect_submit && !closed && !lane.driven {
+        if self.expect_submit && !closed && !lane.driven.load(Ordering::Relaxed) {
             // Stops at a submission or at the first due request, so the
             // yields do not stretch the latency. (A lane its worker drives
             // needs none: the submissions come from the same thread.)
@@ -184,6 +184,10 @@ impl Drive for NullDrive {
 
     fn bell(&self) -> &EventBell {
         self.shared.lanes[self.lane].bell.event()
+    }
+
+    fn bell_arc(&self) -> Arc<EventBell> {
+        self.shared.lanes[self.lane].bell.event_arc()
     }
 
     fn pass(&self, held: &Held<'_>, sleep: Option<&dyn Fn() -> bool>) -> usize {
