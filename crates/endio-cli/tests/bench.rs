@@ -153,6 +153,7 @@ fn check_job_fields(job: &Value) {
         "reaped_by_worker",
         "reaped_by_reaper",
         "lane_takeovers",
+        "registered_buffer_ios",
     ] {
         num(&["deferral", f]);
     }

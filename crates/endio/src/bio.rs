@@ -45,6 +45,7 @@ use std::io;
 use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 
+use crate::pool::PoolBuf;
 use crate::sync::AtomicPtr;
 use crate::sys::inline_fn::InlineFnOnce;
 
@@ -730,20 +731,37 @@ mod node_cache {
 
 /// A data buffer whose start is aligned, as `O_DIRECT` needs.
 ///
-/// Safe code over a `Vec<u8>`: the vector is over-allocated by `align - 1`
-/// bytes and the buffer starts at the first aligned byte.
-#[derive(Clone, Default)]
+/// Either a `Vec<u8>`, over-allocated by `align - 1` bytes so that the
+/// buffer starts at the first aligned byte, or a block of an engine's
+/// registered buffer pool ([`EngineBuilder::registered_buffers`]), which
+/// its rings read and write without pinning its pages per I/O; it goes
+/// back to the pool when dropped.
+///
+/// [`EngineBuilder::registered_buffers`]: crate::EngineBuilder::registered_buffers
+#[derive(Default)]
 pub struct Buf {
-    vec: Vec<u8>,
+    store: Store,
     start: usize,
     len: usize,
+}
+
+/// Where a buffer's bytes are.
+enum Store {
+    Heap(Vec<u8>),
+    Pool(PoolBuf),
+}
+
+impl Default for Store {
+    fn default() -> Store {
+        Store::Heap(Vec::new())
+    }
 }
 
 impl Buf {
     /// An empty buffer (no allocation).
     pub const fn empty() -> Buf {
         Buf {
-            vec: Vec::new(),
+            store: Store::Heap(Vec::new()),
             start: 0,
             len: 0,
         }
@@ -762,7 +780,29 @@ impl Buf {
         );
         let vec = vec![0u8; len + align - 1];
         let start = vec.as_ptr().align_offset(align);
-        Buf { vec, start, len }
+        Buf {
+            store: Store::Heap(vec),
+            start,
+            len,
+        }
+    }
+
+    /// `len` zero bytes of a pool block (at least `len` long).
+    pub(crate) fn from_pool(block: PoolBuf, len: usize) -> Buf {
+        debug_assert!(len <= block.capacity());
+        Buf {
+            store: Store::Pool(block),
+            start: 0,
+            len,
+        }
+    }
+
+    /// The identity of the registered pool this buffer is a block of.
+    pub(crate) fn pool_key(&self) -> Option<usize> {
+        match &self.store {
+            Store::Pool(block) => Some(block.pool_key()),
+            Store::Heap(_) => None,
+        }
     }
 
     /// The buffer's length in bytes.
@@ -780,29 +820,78 @@ impl Buf {
         align.is_power_of_two() && (self.as_ptr() as usize).is_multiple_of(align)
     }
 
+    /// Whether the buffer is a block of an engine's registered buffer pool
+    /// (see [`EngineBuilder::registered_buffers`]).
+    ///
+    /// [`EngineBuilder::registered_buffers`]: crate::EngineBuilder::registered_buffers
+    pub fn is_registered(&self) -> bool {
+        matches!(self.store, Store::Pool(_))
+    }
+
     /// Shortens the buffer to `len` bytes (no effect if it is shorter).
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
     }
 }
 
+impl Clone for Buf {
+    /// A copy with the same length, alignment and kind: a block of the
+    /// same pool if the pool has one free, else a heap buffer aligned to
+    /// 4096.
+    fn clone(&self) -> Buf {
+        let mut copy = match &self.store {
+            // As aligned as the original (up to a page): a cloned vector's
+            // start has no alignment of its own.
+            Store::Heap(_) => {
+                let align = 1usize << (self.as_ptr() as usize).trailing_zeros().min(12);
+                Buf::zeroed(self.len, align)
+            }
+            Store::Pool(block) => match block.sibling(self.len.max(1)) {
+                Some(other) => Buf::from_pool(other, self.len),
+                None => Buf::zeroed(self.len, 4096),
+            },
+        };
+        copy.copy_from_slice(self);
+        copy
+    }
+}
+
 impl From<Vec<u8>> for Buf {
     fn from(vec: Vec<u8>) -> Buf {
         let len = vec.len();
-        Buf { vec, start: 0, len }
+        Buf {
+            store: Store::Heap(vec),
+            start: 0,
+            len,
+        }
     }
 }
 
 impl std::ops::Deref for Buf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.vec[self.start..self.start + self.len]
+        match &self.store {
+            Store::Heap(vec) => &vec[self.start..self.start + self.len],
+            // SAFETY: the block is this buffer's alone and at least
+            // `start + len` bytes long (`from_pool`, `truncate` only
+            // shortens); it lives as long as `block`.
+            Store::Pool(block) => unsafe {
+                std::slice::from_raw_parts(block.as_ptr().add(self.start), self.len)
+            },
+        }
     }
 }
 
 impl std::ops::DerefMut for Buf {
     fn deref_mut(&mut self) -> &mut [u8] {
-        &mut self.vec[self.start..self.start + self.len]
+        match &mut self.store {
+            Store::Heap(vec) => &mut vec[self.start..self.start + self.len],
+            // SAFETY: as in `deref`, and `&mut self` makes this the only
+            // reference to the block's bytes.
+            Store::Pool(block) => unsafe {
+                std::slice::from_raw_parts_mut(block.as_ptr().add(self.start), self.len)
+            },
+        }
     }
 }
 
@@ -811,6 +900,7 @@ impl fmt::Debug for Buf {
         f.debug_struct("Buf")
             .field("len", &self.len)
             .field("addr", &self.as_ptr())
+            .field("registered", &self.is_registered())
             .finish()
     }
 }

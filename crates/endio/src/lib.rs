@@ -14,6 +14,7 @@ pub mod context;
 mod counters;
 #[cfg(not(any(loom, shuttle)))]
 mod io;
+mod pool;
 pub(crate) mod sync;
 // Platform calls: crate-private; `pub` marks what `testing` re-exports for
 // endio's own tools and tests.
@@ -27,10 +28,10 @@ pub mod testing;
 pub use bio::{Bio, BioFlags, Buf, EndedBio, Op};
 #[cfg(not(any(loom, shuttle)))]
 pub use io::{
-    Backend, CacheStatSource, Device, DeviceKind, DontcacheMode, DontcacheStats, DriveStats,
-    Engine, EngineBuilder, EngineError, Group, IoFuture, IoOutput, MAX_IO_BYTES, OpenError,
-    OpenOptions, Residency, SubmitError, SubmitErrorKind, UringUnavailable, Verifier, VerifyError,
-    VerifyProblem, VerifyStats, WritebackErrors, residency,
+    Backend, BufferStats, CacheStatSource, Device, DeviceKind, DontcacheMode, DontcacheStats,
+    DriveStats, Engine, EngineBuilder, EngineError, Group, IoFuture, IoOutput, MAX_IO_BYTES,
+    OpenError, OpenOptions, Residency, SubmitError, SubmitErrorKind, UringUnavailable, Verifier,
+    VerifyError, VerifyProblem, VerifyStats, WritebackErrors, residency,
 };
 pub use task::{
     Adaptive, Batching, Budget, BuildError, Completed, Completer, CompleterBuilder, CpuStats,

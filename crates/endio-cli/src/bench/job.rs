@@ -384,6 +384,15 @@ fn build_engine(spec: &JobSpec, depth: u32) -> anyhow::Result<(Completer, Engine
     let mut builder = Engine::builder(completer.clone())
         .queue_depth(depth)
         .submit_batch(spec.submit_batch);
+    if spec.registered_buffers {
+        // A block per I/O in flight (blocks are powers of two from 4 KiB).
+        let block = usize::try_from(spec.bs)
+            .unwrap_or(usize::MAX)
+            .max(4096)
+            .next_power_of_two();
+        let bytes = block.saturating_mul(depth as usize).min(1 << 30);
+        builder = builder.registered_buffers(bytes);
+    }
     if let Some(b) = spec.backend {
         builder = builder.backend(b);
     }
@@ -542,6 +551,7 @@ pub(crate) fn run(
     bar.finish_and_clear();
     let stats = completer.stats().total;
     let drive = engine.drive_stats();
+    let buffers = engine.buffer_stats();
     let dontcache = dontcache::report(&dev);
     let backend = engine.backend();
     if let Some(v) = &verifier {
@@ -562,6 +572,7 @@ pub(crate) fn run(
             usage,
             stats,
             drive,
+            buffers,
             samples: samples.clone(),
             left_cached,
             dontcache: dontcache.clone(),

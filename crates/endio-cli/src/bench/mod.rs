@@ -215,6 +215,15 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096), value_name = "N")]
     submit_batch: u32,
 
+    /// Register a buffer pool for the job's buffers with the io_uring rings
+    /// (fio's fixedbufs; `EngineBuilder::registered_buffers`), so the kernel
+    /// does not pin each I/O's pages; --registered-buffers=false for
+    /// ordinary buffers. Sized for the I/Os in flight; its pages are locked
+    /// in memory (without root, RLIMIT_MEMLOCK may refuse it: then endio
+    /// says so and uses the buffers as ordinary memory).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    registered_buffers: bool,
+
     /// Clones of each job run at the same time on the target, as fio's
     /// numjobs: each keeps its own --iodepth I/Os in flight, has its own
     /// random sequence (--seed plus its index) and does --size bytes (or
@@ -543,6 +552,7 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
             bs: bs_of(rw),
             iodepth: args.iodepth,
             submit_batch: args.submit_batch,
+            registered_buffers: args.registered_buffers,
             runtime: args.runtime,
             time_based: args.time_based,
             backend: args.backend,

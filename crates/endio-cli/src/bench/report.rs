@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
-use endio::{DriveStats, Stats, VerifyStats};
+use endio::{BufferStats, DriveStats, Stats, VerifyStats};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
@@ -100,6 +100,8 @@ pub(crate) struct Deferral {
     pub(crate) reaped_by_reaper: u64,
     /// Times a reaper took a ring over from its worker.
     pub(crate) lane_takeovers: u64,
+    /// I/Os issued on registered buffers (`READ_FIXED`/`WRITE_FIXED`).
+    pub(crate) registered_buffer_ios: u64,
 }
 
 /// fio's latency object (nanoseconds).
@@ -216,6 +218,7 @@ pub(crate) struct JobInputs<'a> {
     pub(crate) usage: Usage,
     pub(crate) stats: Stats,
     pub(crate) drive: DriveStats,
+    pub(crate) buffers: BufferStats,
     pub(crate) samples: Vec<Sample>,
     pub(crate) left_cached: u64,
     pub(crate) dontcache: Option<DontcacheReport>,
@@ -387,6 +390,7 @@ pub(crate) fn job_report(i: JobInputs<'_>) -> JobReport {
             reaped_by_worker: i.drive.worker_completions,
             reaped_by_reaper: i.drive.reaper_completions,
             lane_takeovers: i.drive.takeovers,
+            registered_buffer_ios: i.buffers.fixed_ios,
         },
         verify: i.verify,
         dontcache: i.dontcache,
@@ -425,6 +429,8 @@ pub(crate) struct GlobalOptions {
     pub(crate) iodepth: u32,
     /// I/Os per submitting system call (io_uring).
     pub(crate) submit_batch: u32,
+    /// Whether job buffers come from a pool registered with the rings.
+    pub(crate) registered_buffers: bool,
     /// Clones per job (shown when above 1).
     #[serde(skip_serializing_if = "is_one")]
     pub(crate) numjobs: u32,
@@ -493,6 +499,7 @@ impl RunReport {
                 size: target.size,
                 iodepth: args.iodepth,
                 submit_batch: args.submit_batch,
+                registered_buffers: args.registered_buffers,
                 numjobs: args.numjobs,
                 runtime_s: args.runtime.map(|d| d.as_secs_f64()),
                 time_based: args.time_based,
@@ -522,7 +529,7 @@ fn lat_cell(us: f64) -> String {
 
 type Row = (&'static str, fn(&JobReport) -> String);
 
-const ROWS: [Row; 22] = [
+const ROWS: [Row; 23] = [
     ("throughput   MiB/s", |j| format!("{:.1}", j.mib_per_s)),
     ("device read  MiB", |j| {
         j.device_read_bytes.map_or_else(|| "-".into(), mib_cell)
@@ -555,6 +562,17 @@ const ROWS: [Row; 22] = [
             "{}/{}/{}",
             j.deferral.inline, j.deferral.requeues, j.deferral.rescued
         )
+    }),
+    ("registered buffers %", |j| {
+        let all = j.deferral.reaped_by_worker + j.deferral.reaped_by_reaper;
+        if all == 0 {
+            "-".into()
+        } else {
+            format!(
+                "{:.1}",
+                100.0 * j.deferral.registered_buffer_ios as f64 / all as f64
+            )
+        }
     }),
     ("reaped by worker %", |j| {
         let d = &j.deferral;

@@ -22,6 +22,8 @@ pub(crate) struct JobSpec {
     pub(crate) iodepth: u32,
     /// I/Os per submitting system call (`EngineBuilder::submit_batch`).
     pub(crate) submit_batch: u32,
+    /// Whether the job's buffers come from a registered pool.
+    pub(crate) registered_buffers: bool,
     pub(crate) runtime: Option<Duration>,
     pub(crate) time_based: bool,
     pub(crate) backend: Option<Backend>,

@@ -307,9 +307,19 @@ impl Device {
     }
 
     /// A zeroed buffer of `len` bytes aligned as this device needs for
-    /// `O_DIRECT` (harmless otherwise).
+    /// `O_DIRECT` (harmless otherwise): a block of the engine's registered
+    /// buffer pool if it has one free (see
+    /// [`EngineBuilder::registered_buffers`](crate::EngineBuilder::registered_buffers)),
+    /// else a heap buffer.
     pub fn buf(&self, len: usize) -> Buf {
-        Buf::zeroed(len, self.buf_align())
+        let align = self.buf_align();
+        if let Some(pool) = &self.handle.engine.pool
+            && align <= 4096
+            && let Some(block) = pool.alloc(len)
+        {
+            return Buf::from_pool(block, len);
+        }
+        Buf::zeroed(len, align)
     }
 
     /// The path it was opened with.

@@ -270,6 +270,31 @@ pub(crate) struct Lane<R> {
     pub(crate) owner: DriveOwner,
     /// Who completed the lane's requests.
     pub(crate) completions: DriveCounters,
+    /// The ring's use of the registered buffer pool.
+    pub(crate) buffers: RingBuffers,
+}
+
+/// How a lane's ring uses the engine's registered buffer pool.
+#[derive(Debug, Default)]
+pub(crate) struct RingBuffers {
+    /// 1 once the ring registered the pool.
+    pub(crate) registered: AtomicU32,
+    /// I/Os issued on a registered buffer.
+    pub(crate) fixed_ios: std::sync::atomic::AtomicU64,
+}
+
+/// The registered buffer pool of an engine, as
+/// [`Engine::buffer_stats`](crate::Engine::buffer_stats) reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BufferStats {
+    /// Its size (0: the engine has none).
+    pub pool_bytes: u64,
+    /// Bytes in buffers handed out now.
+    pub in_use_bytes: u64,
+    /// Rings that registered it.
+    pub rings_registered: u64,
+    /// I/Os issued on its buffers as `READ_FIXED` or `WRITE_FIXED`.
+    pub fixed_ios: u64,
 }
 
 impl<R> Lane<R> {
@@ -282,6 +307,7 @@ impl<R> Lane<R> {
             driven: AtomicBool::new(false),
             owner: DriveOwner::default(),
             completions: DriveCounters::default(),
+            buffers: RingBuffers::default(),
         }
     }
 

@@ -175,7 +175,7 @@ pub use dontcache::{DontcacheMode, DontcacheStats};
 pub use engine::{Engine, EngineBuilder};
 pub use future::{IoFuture, IoOutput};
 pub use group::Group;
-pub use lane::DriveStats;
+pub use lane::{BufferStats, DriveStats};
 pub use open::{OpenError, OpenOptions};
 pub use state::DeviceKind;
 pub use verify::{Problem as VerifyProblem, Verifier, VerifyError, VerifyStats};

@@ -4,14 +4,15 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::check::SubmitErrorKind;
 use super::config::{Backend, Config};
 use super::lane::Lane;
 use super::request::Request;
+use crate::pool::BufPool;
 use crate::sys::{self, UringUnavailable};
 use crate::task::Completer;
 use crate::task::drive;
@@ -41,6 +42,8 @@ pub(crate) struct EngineShared {
     pub(crate) ring_flags: OnceLock<&'static str>,
     /// Why io_uring is not used, if it was the automatic choice and failed.
     pub(crate) fallback: Option<UringUnavailable>,
+    /// The registered buffer pool (`EngineBuilder::registered_buffers`).
+    pub(crate) pool: Option<Arc<BufPool>>,
 }
 
 impl fmt::Debug for EngineShared {

@@ -239,6 +239,8 @@ pub(crate) fn spawn(
 struct Ring {
     ring: IoUring,
     st: Requests,
+    /// The key of the registered buffer pool, once this ring registered it.
+    fixed: Option<usize>,
     /// The eventfd read's target; lives as long as the ring (declared
     /// after it, dropped after it) and is never moved (boxed).
     wake_buf: Box<[u8; 8]>,
@@ -269,9 +271,10 @@ struct Passed {
 }
 
 impl Ring {
-    fn new(ring: IoUring, depth: u32) -> Ring {
+    fn new(ring: IoUring, depth: u32, fixed: Option<usize>) -> Ring {
         Ring {
             ring,
+            fixed,
             st: Requests {
                 slab: (0..depth).map(|_| None).collect(),
                 free: (0..depth).rev().collect(),
@@ -303,6 +306,7 @@ impl Ring {
         let batch = shared.config.submit_batch as usize;
         let (submitter, mut sq, mut cq) = self.ring.split();
         let st = &mut self.st;
+        let fixed = self.fixed;
         // The kernel consumed the SQ during the last enter: learn its head.
         sq.sync();
         // 1. Keep the doorbell read in flight.
@@ -335,7 +339,7 @@ impl Ring {
                 break;
             }
             let index = free_index(&mut st.slab, &mut st.free);
-            st.issue(&mut sq, index, req);
+            st.issue(&mut sq, index, req, fixed, lane);
             submit_batch(&mut sq, &submitter, batch);
         }
         while sq_room(&mut sq, &submitter) {
@@ -347,7 +351,7 @@ impl Ring {
                 continue;
             }
             let index = free_index(&mut st.slab, &mut st.free);
-            st.issue(&mut sq, index, req);
+            st.issue(&mut sq, index, req, fixed, lane);
             submit_batch(&mut sq, &submitter, batch);
         }
         // 5. Submit what is left; wait for a completion unless there is
@@ -532,13 +536,28 @@ fn reaper_main(
         // registering thread's.
         let _ = ring.submitter().register_ring_fd();
     }
+    let fixed = shared.pool.as_ref().and_then(|pool| {
+        // SAFETY: the pool's memory stays mapped as long as the pool, which
+        // the engine holds as long as this ring lives (the ring is dropped
+        // by this thread, which holds the engine).
+        match unsafe { ring.submitter().register_buffers(&[pool.iovec()]) } {
+            Ok(()) => {
+                lane.buffers.registered.store(1, Ordering::Relaxed);
+                Some(pool.key())
+            }
+            Err(e) => {
+                warn_registration_failed(pool.len(), &e);
+                None
+            }
+        }
+    });
     {
         let held = lane
             .owner
             .reserve_holds()
             .expect("a lane starts with its reserve");
         // SAFETY: we hold the lane (a new lane is the reserve's).
-        *unsafe { cell.ring(&held) } = Some(Ring::new(ring, depth));
+        *unsafe { cell.ring(&held) } = Some(Ring::new(ring, depth, fixed));
     }
     let _ = setup.send(Ok(flags));
     let mut closed_at: Option<Instant> = None;
@@ -623,6 +642,21 @@ fn reaper_main(
     }
 }
 
+/// Says once per process why a ring could not register the buffer pool
+/// (its buffers then work as ordinary memory).
+fn warn_registration_failed(bytes: usize, e: &io::Error) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if WARNED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let fix = if matches!(e.raw_os_error(), Some(libc::ENOMEM | libc::EPERM)) {
+        "raise the locked-memory limit (ulimit -l, LimitMEMLOCK=) to the pool size times the CPU count, give the process CAP_IPC_LOCK, or choose a smaller pool"
+    } else {
+        "choose a smaller pool, or none"
+    };
+    tracing::warn!(bytes, error = %e, "an io_uring ring could not register endio's buffer pool, so its buffers are pinned per I/O: {fix}");
+}
+
 /// A free slab index, the slab grown by one if none is free.
 fn free_index(slab: &mut Vec<Option<Request>>, free: &mut Vec<u32>) -> u32 {
     if let Some(&index) = free.last() {
@@ -664,7 +698,10 @@ fn submit_now(sq: &mut io_uring::SubmissionQueue<'_>, submitter: &io_uring::Subm
     sq.sync();
 }
 
-fn prepare(req: &mut Request) -> squeue::Entry {
+/// The SQE of a request (without its `user_data`); `registered`: its
+/// buffer is a block of the buffer pool registered with the ring as its
+/// buffer 0.
+fn prepare(req: &mut Request, registered: bool) -> squeue::Entry {
     let fd = types::Fd(req.raw_fd());
     if let Some((offset, len)) = req.writeback_range() {
         // Never 0 (which would mean "to the end of the file"): a stage
@@ -679,7 +716,17 @@ fn prepare(req: &mut Request) -> squeue::Entry {
     let len = u32::try_from(req.transfer_len()).unwrap_or(u32::MAX);
     let rw_flags = req.rw_flags;
     match req.bio.op() {
+        Op::Read if registered => {
+            opcode::ReadFixed::new(fd, req.bio.buf_mut().as_mut_ptr(), len, 0)
+                .offset(offset)
+                .rw_flags(rw_flags)
+                .build()
+        }
         Op::Read => opcode::Read::new(fd, req.bio.buf_mut().as_mut_ptr(), len)
+            .offset(offset)
+            .rw_flags(rw_flags)
+            .build(),
+        Op::Write if registered => opcode::WriteFixed::new(fd, req.bio.buf().as_ptr(), len, 0)
             .offset(offset)
             .rw_flags(rw_flags)
             .build(),
@@ -699,8 +746,20 @@ impl Requests {
     /// its SQE goes into `sq` and the request waits in `slab[index]` until
     /// the CQE for `index` is reaped. A request the SQ refuses (cannot
     /// happen, see "Bounds") fails with `EBUSY` rather than being lost.
-    fn issue(&mut self, sq: &mut io_uring::SubmissionQueue<'_>, index: u32, mut req: Request) {
-        let entry = prepare(&mut req).user_data(u64::from(index));
+    fn issue(
+        &mut self,
+        sq: &mut io_uring::SubmissionQueue<'_>,
+        index: u32,
+        mut req: Request,
+        fixed: Option<usize>,
+        lane: &Lane<Request>,
+    ) {
+        // A block of the pool this ring registered: as registered buffer 0.
+        let registered = fixed.is_some() && req.bio.buf().pool_key() == fixed;
+        if registered {
+            lane.buffers.fixed_ios.fetch_add(1, Ordering::Relaxed);
+        }
+        let entry = prepare(&mut req, registered).user_data(u64::from(index));
         // SAFETY: the SQE points into the request's buffer (a writeback
         // stage's to no memory), on the heap and owned by the request, which
         // is parked in `slab[index]` (moving the request does not move the
