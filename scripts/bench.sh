@@ -12,9 +12,9 @@
 # bench-completion), 2 deferral overhead in the engine (engine_throughput
 # example, deferred (the worker drives its ring) vs deferred via the
 # reaper thread vs inline at QD 1, 16 and 64, null and io_uring backends),
-# 3 endio vs fio vs fio with registered buffers and files (temp file and
-# loop device; 4 KiB random direct reads at QD 1, 16 and 64, 1 MiB
-# sequential read and write), 4 dontcache under memory pressure (endio
+# 3 endio (registered buffers, its default, and without) vs fio vs fio with
+# registered buffers and files (temp file and loop device; 4 KiB random
+# direct reads at QD 1, 16 and 64, 1 MiB sequential read and write), 4 dontcache under memory pressure (endio
 # bench --memcg). Sections 2 and 3 rotate the order of the contenders from
 # one repetition to the next; section 3 also warms the memory up before
 # each buffered workload (see bench_lib.sh); RESULTS.md gives medians,
@@ -185,7 +185,7 @@ for backend in null uring; do
 done
 
 # -------------------------------------------------------- 3. endio vs fio
-log "3. endio vs fio vs fio with registered buffers and files"
+log "3. endio (with and without registered buffers) vs fio vs fio with registered buffers and files"
 HAVE_FIO=0
 need_tool fio fio && HAVE_FIO=1
 if [ $HAVE_FIO = 1 ]; then
@@ -238,9 +238,10 @@ fixed_fits() { # bs iodepth
     [ "$need" -lt "$lim" ]
 }
 
-run_endio() { # tag target rw bs mode tb iodepth
-    local tag="$1" target="$2" rw="$3" bs="$4" mode="$5" tb="$6" qd="$7"
+run_endio() { # tag target rw bs mode tb iodepth registered(true/false)
+    local tag="$1" target="$2" rw="$3" bs="$4" mode="$5" tb="$6" qd="$7" registered="$8"
     local extra=(--runtime "$FIO_RT"); [ "$tb" = 1 ] && extra=(--runtime "$RR_RT" --time-based)
+    extra+=(--registered-buffers="$registered")
     run "$tag" "$ENDIO" bench --target "$target" --size "$FIO_SIZE" --rw "$rw" --bs "$bs" \
         --iodepth "$qd" --mode "$mode" "${extra[@]}" \
         --json "$RAW/$tag.json" --no-plot
@@ -269,7 +270,7 @@ for t in "${TARGETS[@]}"; do
         for w in "${wls[@]}"; do
             read -r wname rw bs mode tb qd <<<"$w"
             # who goes first rotates: each tool takes each place in turn
-            tools="$(order "$rep" endio fio fiofixed)"
+            tools="$(order "$rep" endio endioplain fio fiofixed)"
             # an untimed pass of the same kind first, so that every contender
             # starts right after a buffered job of its own kind (bench_lib.sh)
             if [ "$mode" = buffered ] && ! warm_up "$tpath" "$FIO_SIZE" "$rw"; then
@@ -278,7 +279,8 @@ for t in "${TARGETS[@]}"; do
             for tool in $tools; do
                 tag="vs-$tkind-$wname-$tool-$rep"
                 case $tool in
-                    endio) run_endio "$tag" "$tpath" "$rw" "$bs" "$mode" "$tb" "$qd" ;;
+                    endio) run_endio "$tag" "$tpath" "$rw" "$bs" "$mode" "$tb" "$qd" true ;;
+                    endioplain) run_endio "$tag" "$tpath" "$rw" "$bs" "$mode" "$tb" "$qd" false ;;
                     fio) [ $HAVE_FIO = 1 ] && run_fio "$tag" "$tpath" "$rw" "$bs" "$mode" "$tb" "$qd" 0 ;;
                     fiofixed)
                         if [ $HAVE_FIO = 0 ]; then :

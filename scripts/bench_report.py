@@ -154,8 +154,8 @@ def fio_job(path):
             "cs": j["ctx"] / ios if ios and "ctx" in j else None}
 
 
-TOOLS = ("endio", "fio", "fiofixed")
-VS = re.compile(r"vs-(\w+?)-(\w+)-(endio|fio|fiofixed)-(\d+)\.json")
+TOOLS = ("endio", "endioplain", "fio", "fiofixed")
+VS = re.compile(r"vs-(\w+?)-(\w+)-(endio|endioplain|fio|fiofixed)-(\d+)\.json")
 
 
 def vs_results():
@@ -166,7 +166,7 @@ def vs_results():
         if not m:
             continue
         target, wl, tool, _ = m.groups()
-        r = endio_job(p) if tool == "endio" else fio_job(p)
+        r = endio_job(p) if tool.startswith("endio") else fio_job(p)
         if r:
             res.setdefault((target, wl), {}).setdefault(tool, []).append(r)
     return res
@@ -197,7 +197,9 @@ def vs_section(res):
     if not res:
         print("missing: no endio-vs-fio results")
         return
-    print("endio = `endio bench` (handlers deferred to task context, the default); "
+    print("endio = `endio bench` (handlers deferred to task context, buffers registered "
+          "with the rings: its defaults); endio plain = the same with "
+          "`--registered-buffers=false`; "
           "fio = `--ioengine=io_uring` with the same options and `--invalidate=1`; "
           "fio fixed = the same plus `--fixedbufs=1 --registerfiles=1` (the upper reference). "
           "Who goes first rotates between repetitions, and each buffered workload is "
@@ -216,13 +218,14 @@ def vs_section(res):
             m = {t: median(col(t, key)) for t in TOOLS}
             rows.append([target, wl_desc(wl), unit] +
                         [median_spread(col(t, key), n) for t in TOOLS] +
-                        [fmt(ratio(m["endio"], m["fio"])), fmt(ratio(m["endio"], m["fiofixed"]))])
+                        [fmt(ratio(m["endio"], m["fio"])), fmt(ratio(m["endio"], m["fiofixed"])),
+                         fmt(ratio(m["endioplain"], m["fio"]))])
             cost.append([target, wl_desc(wl)] +
                         [" / ".join(fmt(median(col(t, k)), d) for t in TOOLS)
                          for k, d in (("cpu_us", 2), ("cs", 3), ("p99", 0))])
-    print(table(["target", "workload", "unit", "endio", "fio", "fio fixed",
-                 "endio/fio", "endio/fio fixed"], rows))
-    print("\nCost per I/O, medians, endio / fio / fio fixed. CPU: user + system time of the "
+    print(table(["target", "workload", "unit", "endio", "endio plain", "fio", "fio fixed",
+                 "endio/fio", "endio/fio fixed", "endio plain/fio"], rows))
+    print("\nCost per I/O, medians, endio / endio plain / fio / fio fixed. CPU: user + system time of the "
           "process (endio: getrusage over the job; fio: `usr_cpu` + `sys_cpu` × the job's "
           "runtime) per I/O; context switches: endio's getrusage count, fio's `ctx`, per I/O.\n")
     print(table(["target", "workload", "CPU µs/I/O", "ctxsw/I/O", "p99 µs"], cost))
